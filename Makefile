@@ -1,0 +1,69 @@
+# The two commands a newcomer needs (README.md):  make book  ·  make test
+# Each creates .venv on first use and installs what it needs (tools/setup_env.sh).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+JB    := $(VENV)/bin/jupyter-book
+# The local Omniglot mirror used by CI and the developers' machines, when it is there.
+MIRROR := $(abspath ../shared/data/omniglot)
+export METALEARN_OMNIGLOT_MIRROR ?= $(if $(wildcard $(MIRROR)/images_background.zip),$(MIRROR),)
+# Notebooks run the same on every machine: fixed thread count, no stray GPU.
+export OMP_NUM_THREADS ?= 2
+export PYTHONHASHSEED := 0
+
+BOOK_PAGES := $(shell find book -name '*.ipynb' -o -name '*.md' -o -name '*.bib' | grep -v _build)
+
+.PHONY: setup data book book-execute test lint unit notebooks browser lab refresh benchmarks clean
+
+setup:
+	@bash tools/setup_env.sh
+
+# Omniglot verified, extracted and cached before any notebook runs: a notebook's stored outputs
+# must not depend on whether the cache existed (the first load prints a progress bar).
+data: setup
+	$(VENV)/bin/metalearn-course data
+
+# The published book, from the notebooks' stored outputs, offline, warnings are errors.
+book: setup
+	@mkdir -p book/_vendor/mathjax/output/chtml
+	@cp node_modules/mathjax/es5/tex-chtml.js book/_vendor/mathjax/
+	@cp -r node_modules/mathjax/es5/output/chtml/fonts book/_vendor/mathjax/output/chtml/
+	$(JB) build . --builder html --all -W -n --keep-going
+
+# For authors: re-execute every notebook in place (stored outputs refreshed), then build.
+book-execute: setup
+	$(VENV)/bin/metalearn-course refresh
+	$(MAKE) book
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# The whole suite: lint, book build, then one pytest run with the unit tests, nbval on every
+# notebook of book/ and lessons/, the papermill quick runs and the browser test.
+test: lint data book
+	$(PY) -m pytest tests book lessons --nbval --nbval-current-env \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900 \
+	    -p no:cacheprovider -o addopts="" --durations=15 -ra
+
+unit: setup
+	$(PY) -m pytest tests -m "not notebooks and not browser" -q
+
+notebooks: data
+	$(PY) -m pytest book lessons --nbval --nbval-current-env \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900 -p no:cacheprovider
+
+browser: book
+	$(PY) -m pytest tests/test_browser.py -q
+
+# JupyterLab on the notebooks, with the project's kernel (the virtualenv's python3).
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+refresh: setup
+	$(VENV)/bin/metalearn-course refresh $(NB)
+
+benchmarks: setup
+	$(PY) benchmarks/episode_sampler.py
+
+clean:
+	rm -rf _build book/_vendor

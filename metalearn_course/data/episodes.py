@@ -1,0 +1,239 @@
+"""N-way K-shot episodes: the unit of data in few-shot learning.
+
+An *episode* (or *task*) is a tiny classification problem: pick N classes at random, give the
+learner K labelled *support* images of each, and score it on Q *query* images of each
+(Vinyals et al. 2016, "Matching Networks for One Shot Learning", arXiv:1606.04080). Meta-training
+and evaluation both consume a long stream of such episodes, so the sampler must be
+
+* **fair**: every set of N classes is equally likely, and so is every choice of images;
+* **reproducible**: the same seed gives the same episodes on any machine, which is how two
+  methods are evaluated on identical test episodes;
+* **fast**: a meta-learner may eat tens of thousands of episodes, and a slow sampler quietly
+  becomes the bottleneck.
+
+Conventions. Labels are remapped to 0..N-1: label i means ``classes[i]``, the i-th class drawn.
+Classes are drawn in random order, so this is a random assignment of labels to classes. Support
+and query sets are ordered class-major: ``[c0 s0, c0 s1, ..., c1 s0, c1 s1, ...]``, so
+``support_y == [0]*K + [1]*K + ...``. ``queries=0`` is allowed and gives empty query tensors
+(handy for looking at support sets); the evaluator needs at least one query.
+
+Speed comes from handling many episodes at once, with no Python loop over classes or images:
+their random choices are a few vectorised numpy calls (``EpisodeSampler._episodes``), their
+images one torch gather and one uint8 -> float conversion (``EpisodeSampler._gather``). On two
+CPU cores that is about 20,000 Omniglot-sized 5-way 1-shot 15-query episodes per second, 5-6x a
+sampler that stacks images one at a time (benchmarks/episode_sampler.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# Episodes whose class and image indices are drawn together (cheap integers). The random stream
+# depends on this constant, so changing it changes every seeded episode: leave it alone.
+_INDEX_BLOCK = 256
+# Images are gathered and converted to float this many bytes at a time: small enough to stay in
+# the CPU cache (the uint8 -> float conversion is memory bound; 64 MiB at once is 3x slower),
+# large enough to amortise the per-call overhead. Changing it changes speed only, never which
+# episodes come out.
+_GATHER_BYTES = 4 * 2**20
+
+
+@dataclass(eq=False)  # eq=False: `==` on tensors is elementwise, so a generated __eq__ would lie
+class Episode:
+    """One N-way K-shot task. Tensors may carry a leading batch dimension (see stack_episodes)."""
+
+    support_x: torch.Tensor  # [N*K, C, H, W] float32 in [0, 1]
+    support_y: torch.Tensor  # [N*K] int64 in 0..N-1, class-major
+    query_x: torch.Tensor  # [N*Q, C, H, W]
+    query_y: torch.Tensor  # [N*Q]
+    classes: torch.Tensor  # [N] int64: label i <-> class index classes[i] in the sampler's list
+
+    @property
+    def way(self) -> int:
+        return self.classes.shape[-1]
+
+    @property
+    def shot(self) -> int:
+        return self.support_y.shape[-1] // self.way
+
+    @property
+    def queries(self) -> int:
+        return self.query_y.shape[-1] // self.way
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> Episode:
+        """A copy of the episode with every tensor on `device`."""
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return Episode(
+            move(self.support_x),
+            move(self.support_y),
+            move(self.query_x),
+            move(self.query_y),
+            move(self.classes),
+        )
+
+
+def stack_episodes(episodes: list[Episode]) -> Episode:
+    """Stack episodes of the same shape into one batched Episode (new leading dimension)."""
+    if len(episodes) == 0:
+        raise ValueError("episodes is empty; pass at least one Episode to stack")
+    return Episode(
+        torch.stack([e.support_x for e in episodes]),
+        torch.stack([e.support_y for e in episodes]),
+        torch.stack([e.query_x for e in episodes]),
+        torch.stack([e.query_y for e in episodes]),
+        torch.stack([e.classes for e in episodes]),
+    )
+
+
+class EpisodeSampler:
+    """An endless, seeded stream of N-way K-shot episodes drawn from a tensor of images.
+
+    images: [n_classes, n_per_class, H, W] or [n_classes, n_per_class, C, H, W]. uint8 images
+        (0..255) are scaled to float32 in [0, 1]; float images are used as they are.
+    way, shot, queries: N classes per episode, K support and Q query images per class.
+    seed: the same seed, way, shot, queries and numbers of classes and images per class always
+        give the same episodes in the same order, however they are consumed (sample,
+        sample_batch, iteration, take) and on any machine: the choices come from numpy's
+        PCG64 generator, which is platform independent.
+    """
+
+    def __init__(
+        self, images: torch.Tensor | np.ndarray, way: int, shot: int, queries: int, seed: int = 0
+    ) -> None:
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(images)
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if images.ndim == 4:
+            images = images.unsqueeze(2)  # add the channel dimension: [n_classes, n, 1, H, W]
+        if images.ndim != 5:
+            raise ValueError(
+                f"images has shape {tuple(images.shape)}; expected [n_classes, n_per_class, H, W]"
+                " or [n_classes, n_per_class, C, H, W]"
+            )
+        self._uint8 = images.dtype == torch.uint8
+        if images.is_floating_point():
+            images = images.float()
+        elif not self._uint8:
+            raise ValueError(
+                f"images.dtype={images.dtype}; use uint8 (0..255) or a float tensor in [0, 1]"
+            )
+        n_classes, n_per_class = images.shape[:2]
+        if way < 1:
+            raise ValueError(f"way={way}; use way >= 1")
+        if shot < 1:
+            raise ValueError(f"shot={shot}; use shot >= 1")
+        if queries < 0:
+            raise ValueError(f"queries={queries}; use queries >= 0")
+        if way > n_classes:
+            raise ValueError(
+                f"way={way} but images has only {n_classes} classes; use way <= {n_classes}"
+            )
+        if shot + queries > n_per_class:
+            raise ValueError(
+                f"shot + queries = {shot + queries} but each class has only {n_per_class} images;"
+                f" use shot + queries <= {n_per_class}"
+            )
+
+        # One row per image: image i of class c is row c * n_per_class + i. numpy draws the
+        # random choices (its generator is platform independent); torch moves the pixels.
+        self._images = images.detach().cpu().flatten(0, 1).contiguous()
+        self.n_classes, self.n_per_class = n_classes, n_per_class
+        self.way, self.shot, self.queries, self.seed = way, shot, queries, seed
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+
+        # Rejection sampling of class sets is fast when repeats are rare (5 of 1692 classes);
+        # when they are common (5 of 6), rank random keys instead. Both are uniform over sets.
+        p_no_repeat = math.prod(1 - i / n_classes for i in range(way))
+        self._rejection = p_no_repeat >= 0.5
+        episode_bytes = way * (shot + queries) * self._images[0].numel() * 4
+        self._gather_size = max(1, _GATHER_BYTES // episode_bytes)
+        labels = torch.arange(way)
+        # Support labels then query labels, as `_gather` lays out the images.
+        labels = torch.cat([labels.repeat_interleave(shot), labels.repeat_interleave(queries)])
+        self._labels = labels.repeat(self._gather_size, 1)
+        self._stream = self._episodes()
+
+    def sample(self) -> Episode:
+        """The next episode of the stream."""
+        return next(self._stream)
+
+    def sample_batch(self, n: int) -> Episode:
+        """The next `n` episodes, stacked: tensors get a leading dimension of size n."""
+        if n < 1:
+            raise ValueError(f"n={n}; sample_batch needs n >= 1")
+        return stack_episodes(list(self.take(n)))
+
+    def take(self, n: int) -> Iterator[Episode]:
+        """An iterator over exactly the next `n` episodes (e.g. a fixed-size evaluation run)."""
+        if n < 0:
+            raise ValueError(f"n={n}; take needs n >= 0")
+        return itertools.islice(self, n)
+
+    def __iter__(self) -> Iterator[Episode]:
+        # Not `yield from self._stream`: closing this iterator (a `break` in a for loop) would
+        # then close the shared stream too, and the sampler would be dead.
+        while True:
+            yield next(self._stream)
+
+    def _episodes(self) -> Iterator[Episode]:
+        """The sampler's one stream of episodes, produced a block at a time."""
+        while True:
+            classes = self._draw_classes(_INDEX_BLOCK)  # [B, way]
+            # A uniformly random ordered choice of shot+queries images per class: sort random
+            # keys and keep the first ranks. The first `shot` go to the support set.
+            keys = self._rng.random((_INDEX_BLOCK, self.way, self.n_per_class))
+            drawers = np.argsort(keys, axis=-1)[..., : self.shot + self.queries]
+            for start in range(0, _INDEX_BLOCK, self._gather_size):
+                stop = start + self._gather_size
+                yield from self._gather(classes[start:stop], drawers[start:stop])
+
+    def _draw_classes(self, n: int) -> np.ndarray:
+        """[n, way] class indices, no repeats within a row, uniform over ordered choices."""
+        if self._rejection:
+            classes = self._rng.integers(0, self.n_classes, size=(n, self.way))
+            while True:
+                # Conditioned on having no repeats, i.i.d. draws are uniform over ordered sets,
+                # so redrawing the rows with a repeat keeps the result uniform.
+                ordered = np.sort(classes, axis=1)
+                repeats = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+                if not repeats.any():
+                    return classes
+                classes[repeats] = self._rng.integers(
+                    0, self.n_classes, size=(int(repeats.sum()), self.way)
+                )
+        keys = self._rng.random((n, self.n_classes))
+        classes = np.argpartition(keys, self.way - 1, axis=1)[:, : self.way]  # `way` smallest
+        # argpartition leaves them in no particular order; ordering by key makes the label
+        # assignment uniformly random as well.
+        order = np.argsort(np.take_along_axis(keys, classes, axis=1), axis=1)
+        return np.take_along_axis(classes, order, axis=1)
+
+    def _gather(self, classes: np.ndarray, drawers: np.ndarray) -> Iterator[Episode]:
+        """Build len(classes) episodes with a single gather and float conversion."""
+        b, n_support = len(classes), self.way * self.shot
+        rows = classes[:, :, None] * self.n_per_class + drawers  # [b, way, shot + queries]
+        # Each episode's row list is its support images then its query images, each class-major:
+        # [c0 s0, c0 s1, ..., c1 s0, ..., c0 q0, c0 q1, ...].
+        support_rows = rows[..., : self.shot].reshape(b, -1)
+        query_rows = rows[..., self.shot :].reshape(b, -1)
+        rows = torch.from_numpy(np.concatenate([support_rows, query_rows], axis=1))
+        x = self._images.index_select(0, rows.view(-1))  # one gather for all b episodes
+        if self._uint8:
+            x = x.float().div_(255)  # one conversion; x / 255 exactly, like torchvision
+        x = x.view(b, rows.shape[1], *x.shape[1:])  # [b, way * (shot + queries), C, H, W]
+        y = self._labels[:b].clone()  # a fresh copy: episodes never share memory
+        # Per-episode views, no copies: the support and query parts of each row.
+        fields = (x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:])
+        fields += (torch.from_numpy(classes),)
+        for parts in zip(*(t.unbind(0) for t in fields), strict=True):
+            yield Episode(*parts)

@@ -1,0 +1,75 @@
+"""The shared backbones: the 4-block convolutional embedding ("Conv4") and a small MLP.
+
+Conv4 is the embedding network of the Omniglot experiments in Matching Networks
+(Vinyals et al. 2016, arXiv:1606.04080), Prototypical Networks (Snell et al. 2017,
+arXiv:1703.05175), MAML (Finn et al. 2017, arXiv:1703.03400) and, as its encoder, Relation
+Networks (Sung et al. 2018, arXiv:1711.06025). Each block is
+
+    conv 3×3, 64 filters, padding 1  →  batch norm  →  ReLU  →  2×2 max-pool
+
+so a 28×28 image shrinks 28 → 14 → 7 → 3 → 1 and comes out as a 64-dimensional vector.
+Using the same backbone everywhere is what makes the chapters' numbers comparable: differences
+come from the meta-learning method, not from the network.
+
+The MLP is MAML's sinusoid regressor: 1 → 40 → 40 → 1 with ReLU (Finn et al. 2017, Sec. 5.1).
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """conv 3×3 → batch norm → ReLU → 2×2 max-pool: one quarter of Conv4."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+class Conv4(nn.Module):
+    """Four conv blocks; maps images [B, C, H, W] to flat embeddings [B, hidden · h · w].
+
+    For 28×28 Omniglot the output is [B, hidden] (the spatial size ends at 1×1).
+    ``hidden=64`` is the papers' width; smaller widths trade accuracy for speed on a laptop.
+    """
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, blocks: int = 4) -> None:
+        super().__init__()
+        if blocks < 1:
+            raise ValueError(f"blocks={blocks}: Conv4 needs at least one block")
+        channels = [in_channels] + [hidden] * blocks
+        self.encoder = nn.Sequential(
+            *[conv_block(c_in, c_out) for c_in, c_out in pairwise(channels)]
+        )
+        self.hidden = hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(
+                f"Conv4 expects images [batch, channels, height, width], got shape {tuple(x.shape)}"
+            )
+        return self.encoder(x).flatten(start_dim=1)
+
+
+class MLP(nn.Module):
+    """A fully connected ReLU network, e.g. MLP([1, 40, 40, 1]) for MAML's sinusoids."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        if len(sizes) < 2:
+            raise ValueError(f"sizes={sizes}: give at least [in_features, out_features]")
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(pairwise(sizes)):
+            layers.append(nn.Linear(n_in, n_out))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

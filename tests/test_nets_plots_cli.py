@@ -1,0 +1,79 @@
+"""The shared backbones, the figure helpers and the authoring command."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import nbformat
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from metalearn_course import cli
+from metalearn_course.data import EpisodeSampler
+from metalearn_course.evaluate import Accuracy
+from metalearn_course.nets import MLP, Conv4
+from metalearn_course.plots import plot_accuracies, show_episode
+
+
+def test_conv4_embeds_omniglot_to_hidden_vector():
+    net = Conv4(hidden=64)
+    out = net(torch.rand(7, 1, 28, 28))
+    assert out.shape == (7, 64)
+    # 4 blocks of conv(3x3) + batch norm: the papers' parameter count for 1 input channel
+    n_params = sum(p.numel() for p in net.parameters())
+    assert n_params == (9 * 1 * 64 + 64 + 128) + 3 * (9 * 64 * 64 + 64 + 128)
+
+
+def test_conv4_rejects_flat_input_with_a_clear_message():
+    with pytest.raises(ValueError, match="batch, channels, height, width"):
+        Conv4()(torch.rand(7, 784))
+    with pytest.raises(ValueError, match="blocks=0"):
+        Conv4(blocks=0)
+
+
+def test_mlp_sizes_and_activations():
+    net = MLP([1, 40, 40, 1])
+    assert net(torch.rand(5, 1)).shape == (5, 1)
+    assert sum(isinstance(m, torch.nn.ReLU) for m in net.modules()) == 2
+    with pytest.raises(ValueError, match="sizes"):
+        MLP([3])
+
+
+def test_show_episode_marks_wrong_predictions():
+    images = torch.randint(0, 255, (6, 20, 28, 28), dtype=torch.uint8)
+    episode = EpisodeSampler(images, way=3, shot=2, queries=4, seed=0).sample()
+    predicted = episode.query_y.clone()
+    predicted[0] = 1  # one wrong answer, in class 0's first query
+    fig = show_episode(episode, predicted, queries_per_class=2)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3 * (2 + 2)
+    first_query = fig.axes[2]
+    assert first_query.get_xlabel() == "→ 1"
+    assert fig.axes[3].get_xlabel() == ""
+
+
+def test_plot_accuracies_draws_one_bar_per_setting_and_method():
+    acc = Accuracy(0.5, 0.01, 600)
+    fig = plot_accuracies({"5-way": {"a": acc, "b": acc}, "20-way": {"a": acc}})
+    assert len(fig.axes[0].patches) == 4  # 2 methods x 2 settings (a missing one drawn at 0)
+
+
+def test_refresh_executes_a_notebook_in_place(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    cli.main(["refresh", str(path)])
+    done = nbformat.read(path, as_version=4)
+    assert done.cells[0].outputs[0].text == "42\n"
+    assert done.cells[0].execution_count == 1
+    assert "execution" not in done.cells[0].metadata  # no timestamps: clean diffs
+
+
+def test_refresh_reports_missing_notebook(tmp_path):
+    with pytest.raises(SystemExit, match="no such notebook"):
+        cli.main(["refresh", str(tmp_path / "missing.ipynb")])

@@ -1,0 +1,77 @@
+"""The repository's own consistency: install files agree, notebooks follow the course layout."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import tomllib
+import yaml
+from notebooks import ROOT, all_notebooks, book_notebooks, toc_files
+
+# conda-forge names of the runtime dependencies whose PyPI name differs.
+CONDA_NAME = {"torch": "pytorch-cpu"}
+
+
+def split_req(req: str) -> tuple[str, str]:
+    name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0)
+    return name.lower(), req[len(name):].replace(" ", "")
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = dict(split_req(d) for d in env["dependencies"] if isinstance(d, str))
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    pip_reqs = dict(split_req(r) for r in pip if not r.startswith("-"))
+
+    for req in project["dependencies"]:
+        name, spec = split_req(req)
+        conda_name = CONDA_NAME.get(name, name)
+        assert conda_name in conda, f"runtime dependency {name} missing from environment.yml"
+        assert conda[conda_name] == spec, f"{name}: {spec!r} != {conda[conda_name]!r}"
+    for req in project["optional-dependencies"]["dev"]:
+        name, spec = split_req(req)
+        assert pip_reqs.get(name) == spec, f"dev tool {req!r} differs in environment.yml pip list"
+    assert set(pip_reqs) == {split_req(r)[0] for r in project["optional-dependencies"]["dev"]}
+    assert "-e ." in pip, "environment.yml must install the course package itself"
+
+
+def test_toc_pages_exist():
+    for f in toc_files():
+        assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f
+
+
+def repository_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+@pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: p.name)
+def test_notebook_layout(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    # 1. the Colab cell: installs the package from this repository, only where it is missing.
+    first = "".join(code[0]["source"])
+    assert 'find_spec("metalearn_course") is None' in first, f"{path.name}: install cell missing"
+    assert f"git+{repository_url()}" in first, f"{path.name}: install cell URL != _config.yml"
+    # 2. the papermill parameters cell comes right after it.
+    assert "parameters" in code[1]["metadata"].get("tags", []), f"{path.name}: parameters cell"
+    # 3. every code cell ran, in order, so the stored outputs are a real top-to-bottom run.
+    counts = [c["execution_count"] for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"{path.name}: not executed top to bottom"
+
+
+def test_bibliography_keys_resolve():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    sources = [p.read_text() for p in ROOT.glob("book/**/*.md")]
+    sources += [p.read_text() for p in book_notebooks()]
+    cited = {k.strip() for s in sources for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", s)
+             for k in group.split(",")}
+    assert cited, "the book cites nothing"
+    assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+    for entry in re.findall(r"@\w+\{[^@]+", bib):
+        has_id = "eprint" in entry or "doi" in entry or "url" in entry
+        assert has_id, f"no arXiv id, DOI or URL: {entry[:60]}"
