@@ -20,7 +20,7 @@ CORRECT, WRONG = "#1a9850", "#d73027"
 
 def _show(ax, image: torch.Tensor) -> None:
     # Omniglot is stored with ink = 1, so a reversed grey map draws dark ink on white paper.
-    ax.imshow(image.detach().cpu().squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+    ax.imshow(image.detach().cpu().squeeze(0).numpy(), cmap="gray_r", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
 
