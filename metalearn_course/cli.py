@@ -18,28 +18,26 @@ import time
 from pathlib import Path
 
 
-def _toc_notebooks(root: Path) -> list[Path]:
-    """Notebooks published by the book (``_toc.yml``) plus the lesson notebooks."""
+def toc_files(root: Path) -> list[str]:
+    """Every page of ``_toc.yml``, as a path without suffix relative to ``root``."""
     import yaml  # installed with jupyter-book; only the authoring commands need it
 
     def files(node) -> list[str]:
-        found = []
         if isinstance(node, dict):
-            if "file" in node:
-                found.append(node["file"])
-            if "root" in node:
-                found.append(node["root"])
-            for value in node.values():
-                found += files(value)
-        elif isinstance(node, list):
-            for item in node:
-                found += files(item)
-        return found
+            own = [node[k] for k in ("root", "file") if k in node]
+            return own + [f for v in node.values() for f in files(v)]
+        if isinstance(node, list):
+            return [f for item in node for f in files(item)]
+        return []
 
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    notebooks = [root / f"{f}.ipynb" for f in files(toc) if (root / f"{f}.ipynb").exists()]
-    notebooks += sorted((root / "lessons").rglob("*.ipynb")) if (root / "lessons").exists() else []
-    return [nb for nb in notebooks if ".ipynb_checkpoints" not in nb.parts]
+    return files(yaml.safe_load((root / "_toc.yml").read_text()))
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """Notebooks published by the book (``_toc.yml``) plus the lesson notebooks."""
+    notebooks = [root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").exists()]
+    lessons = sorted((root / "lessons").rglob("*.ipynb")) if (root / "lessons").exists() else []
+    return notebooks + [nb for nb in lessons if ".ipynb_checkpoints" not in nb.parts]
 
 
 def refresh(paths: list[Path], timeout: int = 1800) -> None:
@@ -89,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("refresh: run from the repository root (no _toc.yml here)")
         # The same environment as `make test`, so refreshed outputs are what nbval will see.
         os.environ.setdefault("OMP_NUM_THREADS", "2")
-        refresh(args.notebooks or _toc_notebooks(root), timeout=args.timeout)
+        refresh(args.notebooks or toc_notebooks(root), timeout=args.timeout)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,54 @@ class Episode:
             move(self.classes),
         )
 
+    def validate(self) -> None:
+        """Raise ValueError unless the tensors fit together as ONE unbatched episode.
+
+        Methods call this first, so that a mismatched episode fails with a message naming the
+        tensor at fault rather than with a shape error deep inside a network.
+        """
+        sx, sy, qx, qy = self.support_x, self.support_y, self.query_x, self.query_y
+        for name, x in (("support_x", sx), ("query_x", qx)):
+            if x.ndim != 4:
+                raise ValueError(
+                    f"{name} has shape {tuple(x.shape)}; expected images"
+                    " [n, channels, height, width] of one episode"
+                    " (for a batch from sample_batch, call the method per episode)"
+                )
+        for name, y in (("support_y", sy), ("query_y", qy), ("classes", self.classes)):
+            if y.ndim != 1:
+                raise ValueError(f"{name} has shape {tuple(y.shape)}; expected a 1-D tensor")
+        for part, x, y in (("support", sx, sy), ("query", qx, qy)):
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"{part}_x has {x.shape[0]} rows but {part}_y has {y.shape[0]} labels;"
+                    " give exactly one label per image"
+                )
+        if qx.shape[1:] != sx.shape[1:]:
+            raise ValueError(
+                f"query_x images are {tuple(qx.shape[1:])} but support_x images are"
+                f" {tuple(sx.shape[1:])}; use images of one shape"
+            )
+        check_labels(sy, self.way, "support_y", every_class=True)
+        check_labels(qy, self.way, "query_y")
+
+
+def check_labels(labels: torch.Tensor, way: int, name: str, every_class: bool = False) -> None:
+    """Raise ValueError unless `labels` are int64 in 0..way-1 (and, if asked, cover all classes)."""
+    if labels.dtype != torch.int64:
+        raise ValueError(f"{name}.dtype={labels.dtype}; use int64 (torch.long) class indices")
+    if labels.numel() > 0 and (labels.min() < 0 or labels.max() >= way):
+        raise ValueError(
+            f"{name} holds labels outside 0..{way - 1} (way={way});"
+            " remap labels to 0..way-1, label i meaning the i-th class of the episode"
+        )
+    if every_class:
+        missing = (torch.bincount(labels, minlength=way) == 0).nonzero().flatten().tolist()
+        if missing:
+            raise ValueError(
+                f"{name} has no example of class(es) {missing}; every class 0..{way - 1}"
+                " needs at least one support image"
+            )
 
 def stack_episodes(episodes: list[Episode]) -> Episode:
     """Stack episodes of the same shape into one batched Episode (new leading dimension)."""
@@ -229,7 +277,9 @@ class EpisodeSampler:
         rows = torch.from_numpy(np.concatenate([support_rows, query_rows], axis=1))
         x = self._images.index_select(0, rows.view(-1))  # one gather for all b episodes
         if self._uint8:
-            x = x.float().div_(255)  # one conversion; x / 255 exactly, like torchvision
+            # x / 255 exactly, like torchvision; true division of uint8 yields float32 in one
+            # pass over memory (x.float().div_(255) would take two: this step is memory bound)
+            x = torch.div(x, 255)
         x = x.view(b, rows.shape[1], *x.shape[1:])  # [b, way * (shot + queries), C, H, W]
         y = self._labels[:b].clone()  # a fresh copy: episodes never share memory
         # Per-episode views, no copies: the support and query parts of each row.

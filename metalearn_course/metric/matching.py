@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalearn_course.data.episodes import Episode
-from metalearn_course.metric.protonet import check_episode
 from metalearn_course.nets import Conv4
 
 
@@ -62,7 +61,7 @@ class MatchingNet(nn.Module):
 
     def attention(self, episode: Episode) -> torch.Tensor:
         """Attention [N*Q, N*K] of every query over every support image; rows sum to 1."""
-        check_episode(episode)
+        episode.validate()
         n_support = episode.support_x.shape[0]
         # One pass for support and query images: in training mode batch norm then uses the same
         # statistics for both.

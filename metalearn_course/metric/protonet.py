@@ -26,8 +26,8 @@ are computed from the support set instead of learned".
 lie in [-1, 1], so the softmax can never be confident; scaling them by a learned temperature is
 the fix (Oreshkin et al. 2018, TADAM, arXiv:1805.10123), and the chapter's exercise.
 
-`check_episode`, the input check every metric learner runs first, lives here too: this is the
-chapter's first method.
+Every metric learner starts with `episode.validate()`, so a mismatched episode fails with a
+message naming the tensor at fault instead of a shape error deep inside the encoder.
 """
 
 from __future__ import annotations
@@ -36,54 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn_course.data.episodes import Episode
+from metalearn_course.data.episodes import Episode, check_labels
 from metalearn_course.nets import Conv4
 
 DISTANCES = ("euclidean", "cosine")
-
-
-def _check_labels(labels: torch.Tensor, way: int, name: str, every_class: bool = False) -> None:
-    if labels.dtype != torch.int64:
-        raise ValueError(f"{name}.dtype={labels.dtype}; use int64 (torch.long) class indices")
-    if labels.numel() > 0 and (labels.min() < 0 or labels.max() >= way):
-        raise ValueError(
-            f"{name} holds labels outside 0..{way - 1} (way={way});"
-            " remap labels to 0..way-1, label i meaning the i-th class of the episode"
-        )
-    if every_class:
-        missing = (torch.bincount(labels, minlength=way) == 0).nonzero().flatten().tolist()
-        if missing:
-            raise ValueError(
-                f"{name} has no example of class(es) {missing}; every class 0..{way - 1}"
-                " needs at least one support image"
-            )
-
-
-def check_episode(episode: Episode) -> None:
-    """Raise ValueError unless the episode's tensors fit together as ONE unbatched episode."""
-    sx, sy, qx, qy = episode.support_x, episode.support_y, episode.query_x, episode.query_y
-    for name, x in (("support_x", sx), ("query_x", qx)):
-        if x.ndim != 4:
-            raise ValueError(
-                f"{name} has shape {tuple(x.shape)}; expected images [n, channels, height, width]"
-                " of one episode (for a batch from sample_batch, call the method per episode)"
-            )
-    for name, y in (("support_y", sy), ("query_y", qy), ("classes", episode.classes)):
-        if y.ndim != 1:
-            raise ValueError(f"{name} has shape {tuple(y.shape)}; expected a 1-D tensor")
-    for part, x, y in (("support", sx, sy), ("query", qx, qy)):
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"{part}_x has {x.shape[0]} rows but {part}_y has {y.shape[0]} labels;"
-                " give exactly one label per image"
-            )
-    if qx.shape[1:] != sx.shape[1:]:
-        raise ValueError(
-            f"query_x images are {tuple(qx.shape[1:])} but support_x images are"
-            f" {tuple(sx.shape[1:])}; use images of one shape"
-        )
-    _check_labels(sy, episode.way, "support_y", every_class=True)
-    _check_labels(qy, episode.way, "query_y")
 
 
 def prototypes(embeddings: torch.Tensor, labels: torch.Tensor, way: int) -> torch.Tensor:
@@ -97,7 +53,7 @@ def prototypes(embeddings: torch.Tensor, labels: torch.Tensor, way: int) -> torc
             f"embeddings has shape {tuple(embeddings.shape)} and labels {tuple(labels.shape)};"
             " expected embeddings [n, dim] and labels [n]"
         )
-    _check_labels(labels, way, "labels", every_class=True)
+    check_labels(labels, way, "labels", every_class=True)
     one_hot = F.one_hot(labels, way).to(embeddings.dtype)  # [S, way]
     return (one_hot.T @ embeddings) / one_hot.sum(dim=0)[:, None]
 
@@ -126,7 +82,7 @@ class ProtoNet(nn.Module):
         self.distance = distance
 
     def forward(self, episode: Episode) -> torch.Tensor:
-        check_episode(episode)
+        episode.validate()
         n_support = episode.support_x.shape[0]
         # One pass over support and query images together, as in the authors' code: in training
         # mode batch norm then normalises both with the same statistics.

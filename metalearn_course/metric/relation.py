@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalearn_course.data.episodes import Episode
-from metalearn_course.metric.protonet import check_episode
 from metalearn_course.nets import conv_block
 
 
@@ -94,7 +93,7 @@ class RelationNet(nn.Module):
         )
 
     def forward(self, episode: Episode) -> torch.Tensor:
-        check_episode(episode)
+        episode.validate()
         n_support = episode.support_x.shape[0]
         maps = self.encoder(torch.cat([episode.support_x, episode.query_x]))
         expected = (self.channels, self.map_size, self.map_size)

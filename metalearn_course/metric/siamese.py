@@ -1,7 +1,8 @@
 """Siamese networks: learn "same or different?", then classify by the most similar example.
 
 Koch, Zemel & Salakhutdinov 2015, "Siamese Neural Networks for One-shot Image Recognition",
-ICML Deep Learning Workshop (no arXiv version; the workshop paper is on the authors' pages).
+ICML Deep Learning Workshop (no arXiv version):
+https://www.cs.cmu.edu/~rsalakhu/papers/oneshot1.pdf
 
 Two copies of one encoder f (the *twins* share their weights) embed two images. A learned,
 weighted L1 distance between the embeddings gives the probability that the images show the
@@ -37,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalearn_course.data.episodes import Episode
-from metalearn_course.metric.protonet import check_episode
 from metalearn_course.nets import Conv4
 
 
@@ -99,7 +99,7 @@ class SiameseNet(nn.Module):
 
     def pair_logits(self, episode: Episode) -> torch.Tensor:
         """Pair logits [N*Q, N*K] of every query with every support image."""
-        check_episode(episode)
+        episode.validate()
         n_support = episode.support_x.shape[0]
         features = self.embed(torch.cat([episode.support_x, episode.query_x]))
         support, queries = features[:n_support], features[n_support:]
