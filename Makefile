@@ -64,6 +64,7 @@ refresh: setup
 
 benchmarks: setup
 	$(PY) benchmarks/episode_sampler.py
+	$(PY) benchmarks/protonet.py
 
 clean:
 	rm -rf _build book/_vendor
