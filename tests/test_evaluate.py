@@ -9,6 +9,7 @@ from torch import nn
 from metalearn_course.data.episodes import Episode, EpisodeSampler
 from metalearn_course.evaluate import (
     Accuracy,
+    embed_images,
     episode_accuracy,
     few_shot,
     few_shot_accuracies,
@@ -166,3 +167,29 @@ def test_bad_arguments():
     assert few_shot(oracle, fixed, episodes=3, progress=False).n == 3
     with pytest.raises(ValueError, match="only 3 episodes"):
         few_shot(oracle, fixed, episodes=5, progress=False)
+
+
+def test_embedded_split_gives_the_same_episodes_and_scores():
+    """Embed once, sample many: features sampled with the image sampler's seed are the same
+    episodes, and a metric learner scores them exactly as it scores the images."""
+    from metalearn_course.metric import ProtoNet
+    from metalearn_course.nets import Conv4
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (12, 20, 28, 28), dtype=torch.uint8)
+    model = ProtoNet(Conv4(hidden=8)).train()
+    model(EpisodeSampler(images, 5, 2, 3, seed=9).sample())  # move batch norm's running stats
+    features = embed_images(model.encoder, images, batch_size=50)
+    assert features.shape == (12, 20, 8) and features.dtype == torch.float32
+    assert model.training  # mode restored
+    on_images = few_shot_accuracies(model, EpisodeSampler(images, 5, 2, 3, seed=4), 20)
+    head = ProtoNet(nn.Identity())
+    on_features = few_shot_accuracies(head, EpisodeSampler(features, 5, 2, 3, seed=4), 20)
+    torch.testing.assert_close(on_images, on_features)
+    a = EpisodeSampler(images, 5, 2, 3, seed=4).sample()
+    b = EpisodeSampler(features, 5, 2, 3, seed=4).sample()
+    assert torch.equal(a.classes, b.classes) and torch.equal(a.query_y, b.query_y)
+    with pytest.raises(ValueError, match="batch_size"):
+        embed_images(model.encoder, images, batch_size=0)
+    with pytest.raises(ValueError, match="float features"):
+        EpisodeSampler(images[:, :, 0], 5, 1, 1)  # uint8 [n_classes, n, 28] is no image set

@@ -117,6 +117,19 @@ def test_protonet_cosine_and_bad_distance():
         ProtoNet(distance="manhattan")
 
 
+def test_matching_learned_scale_sharpens_but_keeps_the_ranking():
+    plain = make("matching").eval()
+    assert plain.log_scale is None and plain.scale == 1.0
+    scaled = MatchingNet(plain.encoder, learn_scale=True).eval()
+    assert scaled.log_scale.requires_grad and scaled.scale.item() == pytest.approx(10.0)
+    e = episode(5, 1, queries=3)
+    with torch.no_grad():
+        a, b = plain.attention(e), scaled.attention(e)
+    torch.testing.assert_close(b.sum(1), torch.ones(15))
+    assert torch.equal(a.argmax(1), b.argmax(1))  # same favourite support image
+    assert (b.amax(1) >= a.amax(1)).all()  # a scale > 1 sharpens the attention
+
+
 def test_matching_attention_and_probabilities():
     model = make("matching")
     e = episode(3, 2, queries=4)
@@ -157,6 +170,37 @@ def test_relation_scores_and_loss():
         RelationNet(channels=WIDTH, map_size=9)(e)  # the encoder makes 7×7 maps
     with pytest.raises(ValueError, match="map_size"):
         RelationNet(map_size=3)
+
+
+def test_relation_class_map_mean_is_sum_over_k():
+    torch.manual_seed(0)
+    summed = RelationNet(channels=WIDTH).eval()
+    averaged = RelationNet(summed.encoder, channels=WIDTH, class_map="mean").eval()
+    averaged.relation = summed.relation
+    one, three = episode(3, 1, queries=2), episode(3, 3, queries=2)
+    with torch.no_grad():
+        torch.testing.assert_close(summed(one), averaged(one))  # K = 1: the same
+        maps = summed.encoder(three.support_x).view(3, 3, WIDTH, 7, 7)  # class-major support
+        queries = summed.encoder(three.query_x)
+        torch.testing.assert_close(
+            averaged(three), summed.relation_scores(maps.mean(dim=1), queries)
+        )
+    with pytest.raises(ValueError, match="class_map"):
+        RelationNet(class_map="max")
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_relation_split_convolution_equals_concatenated_pairs(train_mode):
+    """relation_scores never builds the concatenated pairs; it must equal the module run on them
+    (in train mode too, where batch norm normalises over all pairs)."""
+    model = make("relation").train(train_mode)
+    class_maps, queries = torch.randn(3, WIDTH, 7, 7), torch.randn(4, WIDTH, 7, 7)
+    pairs = torch.cat(
+        [class_maps[None].expand(4, -1, -1, -1, -1), queries[:, None].expand(-1, 3, -1, -1, -1)],
+        dim=2,
+    ).flatten(0, 1)
+    expected = model.relation(pairs).view(4, 3)
+    torch.testing.assert_close(model.relation_scores(class_maps, queries), expected)
 
 
 def test_siamese_verifier_and_l1_weights():

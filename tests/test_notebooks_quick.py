@@ -39,8 +39,12 @@ def test_quick_run(path, tmp_path):
     out = tmp_path / path.name
     start = time.perf_counter()
     papermill.execute_notebook(
-        str(path), str(out), parameters=meta["quick"], cwd=str(path.parent),
-        kernel_name="python3", progress_bar=False,
+        str(path),
+        str(out),
+        parameters=meta["quick"],
+        cwd=str(path.parent),
+        kernel_name="python3",
+        progress_bar=False,
     )
     elapsed = time.perf_counter() - start
     assert elapsed < QUICK_SECONDS, f"{path.name}: quick run took {elapsed:.0f} s"
@@ -49,7 +53,9 @@ def test_quick_run(path, tmp_path):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     text = "\n".join(
         o.get("text", "") + json.dumps(o.get("data", {}).get("text/plain", ""))
-        for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
     )
     for expected in meta.get("quick_expect", []):
         assert expected in text, f"{path.name}: quick run did not print {expected!r}"

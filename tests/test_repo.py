@@ -16,7 +16,7 @@ CONDA_NAME = {"torch": "pytorch-cpu"}
 
 def split_req(req: str) -> tuple[str, str]:
     name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0)
-    return name.lower(), req[len(name):].replace(" ", "")
+    return name.lower(), req[len(name) :].replace(" ", "")
 
 
 def test_environment_yml_agrees_with_pyproject():
@@ -68,8 +68,12 @@ def test_bibliography_keys_resolve():
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
     sources = [p.read_text() for p in ROOT.glob("book/**/*.md")]
     sources += [p.read_text() for p in book_notebooks()]
-    cited = {k.strip() for s in sources for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", s)
-             for k in group.split(",")}
+    cited = {
+        k.strip()
+        for s in sources
+        for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", s)
+        for k in group.split(",")
+    }
     assert cited, "the book cites nothing"
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
     for entry in re.findall(r"@\w+\{[^@]+", bib):

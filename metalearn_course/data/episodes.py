@@ -48,7 +48,7 @@ _GATHER_BYTES = 4 * 2**20
 class Episode:
     """One N-way K-shot task. Tensors may carry a leading batch dimension (see stack_episodes)."""
 
-    support_x: torch.Tensor  # [N*K, C, H, W] float32 in [0, 1]
+    support_x: torch.Tensor  # [N*K, C, H, W] float32 in [0, 1] (or features [N*K, D])
     support_y: torch.Tensor  # [N*K] int64 in 0..N-1, class-major
     query_x: torch.Tensor  # [N*Q, C, H, W]
     query_y: torch.Tensor  # [N*Q]
@@ -88,10 +88,10 @@ class Episode:
         """
         sx, sy, qx, qy = self.support_x, self.support_y, self.query_x, self.query_y
         for name, x in (("support_x", sx), ("query_x", qx)):
-            if x.ndim != 4:
+            if x.ndim not in (2, 4):
                 raise ValueError(
                     f"{name} has shape {tuple(x.shape)}; expected images"
-                    " [n, channels, height, width] of one episode"
+                    " [n, channels, height, width] (or features [n, dim]) of one episode"
                     " (for a batch from sample_batch, call the method per episode)"
                 )
         for name, y in (("support_y", sy), ("query_y", qy), ("classes", self.classes)):
@@ -129,6 +129,7 @@ def check_labels(labels: torch.Tensor, way: int, name: str, every_class: bool = 
                 " needs at least one support image"
             )
 
+
 def stack_episodes(episodes: list[Episode]) -> Episode:
     """Stack episodes of the same shape into one batched Episode (new leading dimension)."""
     if len(episodes) == 0:
@@ -146,7 +147,11 @@ class EpisodeSampler:
     """An endless, seeded stream of N-way K-shot episodes drawn from a tensor of images.
 
     images: [n_classes, n_per_class, H, W] or [n_classes, n_per_class, C, H, W]. uint8 images
-        (0..255) are scaled to float32 in [0, 1]; float images are used as they are.
+        (0..255) are scaled to float32 in [0, 1]; float images are used as they are. Float
+        *features* work too, [n_classes, n_per_class, D] (or any [n_classes, n_per_class, ...]
+        of 5 dimensions): sampling a test set embedded once by a frozen encoder gives the same
+        episodes, in embedding space, as sampling its images with the same seed
+        (metalearn_course.evaluate.embed_images).
     way, shot, queries: N classes per episode, K support and Q query images per class.
     seed: the same seed, way, shot, queries and numbers of classes and images per class always
         give the same episodes in the same order, however they are consumed (sample,
@@ -163,10 +168,11 @@ class EpisodeSampler:
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
         if images.ndim == 4:
             images = images.unsqueeze(2)  # add the channel dimension: [n_classes, n, 1, H, W]
-        if images.ndim != 5:
+        if images.ndim not in (3, 5) or (images.ndim == 3 and not images.is_floating_point()):
             raise ValueError(
-                f"images has shape {tuple(images.shape)}; expected [n_classes, n_per_class, H, W]"
-                " or [n_classes, n_per_class, C, H, W]"
+                f"images has shape {tuple(images.shape)} and dtype {images.dtype}; expected"
+                " images [n_classes, n_per_class, H, W] or [n_classes, n_per_class, C, H, W],"
+                " or float features [n_classes, n_per_class, D]"
             )
         self._uint8 = images.dtype == torch.uint8
         if images.is_floating_point():

@@ -410,4 +410,3 @@ def _shrink(path: Path) -> np.ndarray:
     # ink is the bright signal on a background of 0, like MNIST. (Averaging commutes with 255 - x,
     # so inverting after the resize gives the same result up to rounding, and is cheaper.)
     return 255 - np.asarray(small)
-
