@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 
-def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """conv 3×3 → batch norm → ReLU → 2×2 max-pool: one quarter of Conv4."""
+def conv_block(in_channels: int, out_channels: int, padding: int = 1) -> nn.Sequential:
+    """conv 3×3 → batch norm → ReLU → 2×2 max-pool: one quarter of Conv4 (padding=1 keeps the
+    size through the convolution; padding=0 trims a pixel on each side)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=padding),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(),
         nn.MaxPool2d(2),

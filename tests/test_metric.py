@@ -159,6 +159,9 @@ def test_one_shot_matching_equals_cosine_protonet():
 
 def test_relation_scores_and_loss():
     assert relation_encoder()(torch.zeros(2, 1, 28, 28)).shape == (2, 64, 7, 7)
+    assert relation_encoder(padded=False)(torch.zeros(2, 1, 28, 28)).shape == (2, 64, 5, 5)
+    small = RelationNet(channels=WIDTH, map_size=5)  # the authors' unpadded Omniglot encoder
+    assert small(episode(3, 2, queries=4)).shape == (12, 3)
     model = make("relation")
     e = episode(3, 2, queries=4)
     scores = model(e)

@@ -24,8 +24,10 @@ Architecture (the paper's network for Omniglot and miniImageNet):
     two end with a 2×2 max-pool, so feature maps stay spatial. Built here from Conv4's
     `conv_block` and the same block without its pooling layer, all padded, so a 28×28 image
     gives a 64×7×7 map (28 → 14 → 7 → 7 → 7). The authors' Omniglot code leaves the first two
-    convolutions unpadded, which gives 64×5×5 maps; the method is the same.
-  * relation module: 2 conv blocks (with pooling: 7 → 3 → 1), then FC 8 → ReLU → FC 1 → sigmoid.
+    convolutions unpadded, which gives 64×5×5 maps (`relation_encoder(padded=False)` with
+    `map_size=5`); the method is the same.
+  * relation module: 2 conv blocks (with pooling: 7 → 3 → 1, or 5 → 2 → 1), then FC 8 → ReLU →
+    FC 1 → sigmoid.
 """
 
 from __future__ import annotations
@@ -38,13 +40,20 @@ from metalearn_course.data.episodes import Episode
 from metalearn_course.nets import conv_block
 
 
-def relation_encoder(in_channels: int = 1, channels: int = 64) -> nn.Sequential:
-    """The embedding module: 2 conv blocks with max-pool, 2 without. [B, C, 28, 28] ->
-    [B, channels, 7, 7]."""
+def relation_encoder(
+    in_channels: int = 1, channels: int = 64, padded: bool = True
+) -> nn.Sequential:
+    """The embedding module: 2 conv blocks with max-pool, 2 without.
+
+    padded=True: every convolution padded, [B, C, 28, 28] -> [B, channels, 7, 7].
+    padded=False: the first two convolutions unpadded, as in the authors' Omniglot code,
+    28 → 26 → 13 → 11 → 5: [B, channels, 5, 5] maps, half the relation module's work per pair.
+    """
+    first = 1 if padded else 0
     return nn.Sequential(
-        conv_block(in_channels, channels),
-        conv_block(channels, channels),
-        conv_block(channels, channels)[:-1],  # [:-1] drops the max-pool: the map stays 7×7
+        conv_block(in_channels, channels, padding=first),
+        conv_block(channels, channels, padding=first),
+        conv_block(channels, channels)[:-1],  # [:-1] drops the max-pool: the map keeps its size
         conv_block(channels, channels)[:-1],
     )
 
@@ -65,7 +74,8 @@ class RelationNet(nn.Module):
     encoder: maps images [B, C, H, W] to feature maps [B, channels, map_size, map_size];
         default relation_encoder(1, channels).
     channels: feature-map channels (64 in the paper; also the relation module's width).
-    map_size: side of the encoder's maps (7 for 28×28 images with the default encoder).
+    map_size: side of the encoder's maps for 28×28 images: 7 (default encoder, padded) or 5
+        (the authors' unpadded encoder, built when map_size=5 and no encoder is given).
     hidden: width of the relation module's first fully connected layer (8 in the paper).
     class_map: how the K support maps of a class are pooled: "sum" (the paper, which trains a
         separate model for each K) or "mean" (the same scale for every K, so that one model
@@ -87,7 +97,14 @@ class RelationNet(nn.Module):
         side = map_size // 2 // 2  # after the relation module's two 2×2 max-pools
         if side < 1:
             raise ValueError(f"map_size={map_size}; the relation module needs map_size >= 4")
-        self.encoder = relation_encoder(1, channels) if encoder is None else encoder
+        if encoder is None:
+            if map_size not in (5, 7):
+                raise ValueError(
+                    f"map_size={map_size}: the default encoder makes 7×7 maps (padded) or 5×5"
+                    " (unpadded, as the authors' code); pass an encoder for other sizes"
+                )
+            encoder = relation_encoder(1, channels, padded=map_size == 7)
+        self.encoder = encoder
         self.channels, self.map_size = channels, map_size
         self.relation = nn.Sequential(
             conv_block(2 * channels, channels),  # input: class map and query map, concatenated
