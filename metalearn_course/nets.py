@@ -38,15 +38,26 @@ class Conv4(nn.Module):
 
     For 28×28 Omniglot the output is [B, hidden] (the spatial size ends at 1×1).
     ``hidden=64`` is the papers' width; smaller widths trade accuracy for speed on a laptop.
+    pooled: how many blocks, from the first, end with the max-pool (default: all). With
+        ``pooled=2`` a 28×28 image keeps a 7×7 map through the last two blocks, a wide
+        embedding of hidden · 7 · 7 = 3,136 numbers (the Siamese notebook's).
     """
 
-    def __init__(self, in_channels: int = 1, hidden: int = 64, blocks: int = 4) -> None:
+    def __init__(
+        self, in_channels: int = 1, hidden: int = 64, blocks: int = 4, pooled: int | None = None
+    ) -> None:
         super().__init__()
         if blocks < 1:
             raise ValueError(f"blocks={blocks}: Conv4 needs at least one block")
+        pooled = blocks if pooled is None else pooled
+        if not 0 <= pooled <= blocks:
+            raise ValueError(f"pooled={pooled}; use 0 <= pooled <= blocks={blocks}")
         channels = [in_channels] + [hidden] * blocks
         self.encoder = nn.Sequential(
-            *[conv_block(c_in, c_out) for c_in, c_out in pairwise(channels)]
+            *[
+                conv_block(c_in, c_out) if i < pooled else conv_block(c_in, c_out)[:-1]
+                for i, (c_in, c_out) in enumerate(pairwise(channels))
+            ]
         )
         self.hidden = hidden
 

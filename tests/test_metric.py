@@ -8,6 +8,7 @@ keep the whole file fast on a CPU.
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from metalearn_course.data.episodes import Episode, EpisodeSampler
 from metalearn_course.metric import MatchingNet, ProtoNet, RelationNet, SiameseNet
@@ -53,6 +54,25 @@ def episode(way: int = 5, shot: int = 1, queries: int = 3, seed: int = 0) -> Epi
 def shuffled_support(e: Episode, seed: int = 1) -> Episode:
     order = torch.randperm(len(e.support_y), generator=torch.Generator().manual_seed(seed))
     return Episode(e.support_x[order], e.support_y[order], e.query_x, e.query_y, e.classes)
+
+
+def test_siamese_all_pairs_by_cdist_equal_the_broadcast_form():
+    torch.manual_seed(0)
+    model = SiameseNet(nn.Identity(), embedding_dim=7).double()
+    with torch.no_grad():  # both signs of α, so both cdist terms matter
+        model.l1_weights.weight.copy_(torch.linspace(-1, 1, 7)[None])
+    queries = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    support = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
+    fast = model.all_pair_logits(queries, support)
+    slow = model.pair_logit(queries[:, None, :], support[None, :, :])
+    torch.testing.assert_close(fast, slow)
+    weights = torch.randn(5, 3, dtype=torch.float64)  # and the same gradients
+    grads = [
+        torch.autograd.grad((out * weights).sum(), (queries, support, model.l1_weights.weight))
+        for out in (fast, slow)
+    ]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("name", METHODS)

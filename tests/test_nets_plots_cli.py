@@ -27,6 +27,14 @@ def test_conv4_embeds_omniglot_to_hidden_vector():
     assert n_params == (9 * 1 * 64 + 64 + 128) + 3 * (9 * 64 * 64 + 64 + 128)
 
 
+def test_conv4_pooled_keeps_the_last_maps_spatial():
+    net = Conv4(hidden=8, pooled=2)
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 8 * 7 * 7)
+    assert Conv4(hidden=8, pooled=4)(torch.rand(3, 1, 28, 28)).shape == (3, 8)
+    with pytest.raises(ValueError, match="pooled"):
+        Conv4(pooled=5)
+
+
 def test_conv4_rejects_flat_input_with_a_clear_message():
     with pytest.raises(ValueError, match="batch, channels, height, width"):
         Conv4()(torch.rand(7, 784))
