@@ -15,6 +15,9 @@ How a method plugs in (the one convention):
     cross-entropy; RelationNet.loss is the MSE of its scores to one-hot labels; SiameseNet.loss
     is its balanced pair binary cross-entropy.
   * training accuracy is the argmax of `output` (nan if `output` is not [N*Q, N]).
+  * a sampler may also yield META-BATCHES of B episodes (stack_episodes, e.g.
+    metalearn_course.gradient.meta_batches) to a method that accepts them and defines `loss`;
+    its output is then [B, N*Q, N], and the accuracy is over all B·N·Q queries.
 fit only calls the method, the loss, backward and the optimizer, so a gradient-based method
 with an inner loop (MAML) trains with it unchanged.
 
@@ -226,7 +229,8 @@ def fit(
                 scheduler.step()
 
             window_loss += value
-            expected = (episode.query_y.shape[0], episode.way)
+            # [N*Q, N] for an episode; [B, N*Q, N] for a meta-batch (stack_episodes)
+            expected = (*episode.query_y.shape, episode.way)
             if tuple(output.shape) == expected:
                 window_accuracy += episode_accuracy(output.detach(), episode.query_y)
             else:

@@ -1,0 +1,239 @@
+"""Shared pieces of the gradient-based learners: batch norm from plain tensor ops, a classifier
+split into body and head, meta-batches of episodes.
+
+Batch norm per task. MAML normalises with the statistics of the current batch, at training
+*and* at test time (the code of Finn et al. 2017, arXiv:1703.03400, keeps no running averages):
+
+    BN(x) = γ (x - μ_B) / sqrt(σ²_B + ε) + β,    μ_B, σ²_B over (batch, height, width)
+
+This is *transductive* (Nichol et al. 2018, arXiv:1803.02999, who name the setting): a test
+query is normalised together with the episode's other queries, so it sees their statistics.
+`TaskBatchNorm` computes it with plain tensor operations (var_mean, rsqrt, *, +) instead of
+`torch.nn.functional.batch_norm`, for a reason that matters: under `torch.func.vmap` (one task
+per lane), torch's batch-norm backward has a wrong batching rule, and a second-order
+meta-gradient through it comes out off by several percent (functorch issue #534; with torch
+2.13 we measured 3-13% on the conv weights of a tiny 2-block Conv4). Plain operations have correct
+rules at every order, so the batched meta-gradient equals the per-task loop
+(tests/test_gradient.py checks it to 1e-10 in float64).
+
+`transductive=False` is the usual, non-transductive batch norm: training normalises with the
+batch statistics, evaluation (module.eval()) with running averages. The averages are updated
+by `update_running_stats`, outside every torch.func transform (a transform may not mutate
+captured buffers), from a no-grad pass of the adapted network over the query images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from metalearn_course.data.episodes import Episode, EpisodeSampler
+from metalearn_course.nets import Conv4
+
+# Parameters by name, as in model.named_parameters(): what torch.func.functional_call takes.
+Params = dict[str, torch.Tensor]
+# loss_fn(prediction, target) -> scalar, e.g. F.cross_entropy or F.mse_loss.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# One rate for every step (float or 0-d tensor), one per step (tensor [inner_steps]), or one
+# tensor per parameter, shaped like it (Meta-SGD).
+InnerLR = float | torch.Tensor | Mapping[str, torch.Tensor]
+
+
+def check_inner_loop(inner_steps: int, inner_lr: InnerLR) -> None:
+    """Raise ValueError unless inner_steps >= 1 and inner_lr is a valid rate (see InnerLR)."""
+    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
+        raise ValueError(
+            f"inner_steps={inner_steps!r}; use an int >= 1 (gradient steps on the support set)"
+        )
+    if isinstance(inner_lr, int | float):
+        if not inner_lr >= 0:  # `not >=` also catches nan
+            raise ValueError(f"inner_lr={inner_lr}; use a learning rate >= 0")
+    elif isinstance(inner_lr, torch.Tensor):
+        if inner_lr.ndim > 1 or (inner_lr.ndim == 1 and len(inner_lr) != inner_steps):
+            raise ValueError(
+                f"inner_lr has shape {tuple(inner_lr.shape)}; use a scalar or one rate per"
+                f" step, shape [{inner_steps}]"
+            )
+    elif not isinstance(inner_lr, Mapping):
+        raise TypeError(f"inner_lr is a {type(inner_lr).__name__}; see InnerLR for the choices")
+
+
+class TaskBatchNorm(nn.Module):
+    """Batch norm over (batch, *spatial) written with plain tensor operations.
+
+    Parameters and buffers have the names of nn.BatchNorm1d/2d (weight, bias, running_mean,
+    running_var, num_batches_tracked), so state_dicts move between the two.
+    transductive=True: batch statistics always, in eval mode too (MAML's batch norm).
+    transductive=False: batch statistics in training mode, running averages in eval mode.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        transductive: bool = True,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.eps, self.momentum, self.transductive = eps, momentum, transductive
+        self.recording = False  # set only by update_running_stats, outside any transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transductive or self.training:
+            # correction=0: the biased variance, the one batch norm divides by
+            var, mean = torch.var_mean(x, [0, *range(2, x.ndim)], correction=0)
+            if self.recording:
+                self._record(mean, var, x.numel() // x.shape[1])
+        else:
+            mean, var = self.running_mean, self.running_var
+        # γ (x - μ) / sqrt(σ² + ε) + β folded into one scale and one shift per channel: two
+        # passes over the large activation tensor instead of five, in every order of autograd.
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        shape = (1, -1) + (1,) * (x.ndim - 2)  # broadcast per channel over [n, C, ...]
+        return x * scale.view(shape) + shift.view(shape)
+
+    @torch.no_grad()
+    def _record(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+        # Running variance is unbiased, like torch's batch norm.
+        self.running_mean.lerp_(mean, self.momentum)
+        self.running_var.lerp_(var * n / max(n - 1, 1), self.momentum)
+        self.num_batches_tracked += 1
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}, transductive={self.transductive}"
+
+
+def use_task_batch_norm(model: nn.Module, transductive: bool = True) -> nn.Module:
+    """Replace, in place, every torch batch-norm layer of `model` by a TaskBatchNorm holding the
+    same parameter objects and statistics; set `transductive` on all of them. Returns `model`."""
+    for name, child in model.named_children():
+        if isinstance(child, _BatchNorm):
+            if not child.affine:
+                raise ValueError(f"batch norm {name!r} has affine=False; use affine=True")
+            task_norm = TaskBatchNorm(child.num_features, child.eps, child.momentum or 0.1)
+            task_norm.weight, task_norm.bias = child.weight, child.bias  # the same Parameters
+            if child.running_mean is not None:
+                task_norm.load_state_dict(child.state_dict())
+            setattr(model, name, task_norm.to(child.weight.device, child.weight.dtype))
+        else:
+            use_task_batch_norm(child, transductive)
+    for module in model.modules():
+        if isinstance(module, TaskBatchNorm):
+            module.transductive = transductive
+    return model
+
+
+def check_functional(model: nn.Module) -> None:
+    """Raise ValueError if `model` has a torch batch-norm layer (see the module docstring)."""
+    if any(isinstance(m, _BatchNorm) for m in model.modules()):
+        raise ValueError(
+            "model has torch.nn.BatchNorm layers: their running statistics are mutated in"
+            " place, and vmap gets their second derivatives wrong (functorch issue #534);"
+            " call use_task_batch_norm(model) first"
+        )
+
+
+@contextlib.contextmanager
+def _recording(model: nn.Module) -> Iterator[None]:
+    norms = [m for m in model.modules() if isinstance(m, TaskBatchNorm)]
+    try:
+        for m in norms:
+            m.recording = True
+        yield
+    finally:
+        for m in norms:
+            m.recording = False
+
+
+def over_tasks(
+    task: Callable[..., tuple[torch.Tensor, Params]],
+    data: tuple[torch.Tensor, ...],
+    vectorize: bool,
+) -> tuple[torch.Tensor, Params]:
+    """Run `task` (per-task tensors -> (output, adapted parameters)) on every task of a
+    meta-batch and stack the results: with vmap, or with a Python loop (the reference)."""
+    if vectorize:
+        return vmap(task)(*data)
+    outputs = [task(*one) for one in zip(*data, strict=True)]
+    params = {k: torch.stack([out[1][k] for out in outputs]) for k in outputs[0][1]}
+    return torch.stack([out[0] for out in outputs]), params
+
+
+def update_running_stats(model: nn.Module, params: Params, x: torch.Tensor, batched: bool) -> None:
+    """Fold the batch statistics of `model` with `params` on `x` into the running averages of
+    its TaskBatchNorm layers (no gradients). batched: params and x have a leading task
+    dimension, and each task is run with its own parameters."""
+    tasks = range(x.shape[0]) if batched else [None]
+    with torch.no_grad(), _recording(model):
+        for t in tasks:
+            task_params = params if t is None else {k: v[t] for k, v in params.items()}
+            functional_call(model, task_params, (x if t is None else x[t],))
+
+
+class Classifier(nn.Module):
+    """A feature extractor `body` followed by a linear `head`: the split ANIL needs (it adapts
+    the head only); MAML adapts both. forward(x) = head(body(x))."""
+
+    def __init__(self, body: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.body, self.head = body, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def conv4_classifier(
+    way: int, in_channels: int = 1, hidden: int = 64, blocks: int = 4, image_size: int = 28
+) -> Classifier:
+    """The Omniglot classifier of the MAML chapter: Conv4 body + linear head with `way` logits.
+
+    (The MAML paper's Omniglot network used stride-2 convolutions instead of max-pooling; the
+    course keeps the one shared Conv4 so that every chapter's numbers use the same backbone.)
+    """
+    if way < 2:
+        raise ValueError(f"way={way}; a classifier needs way >= 2 classes")
+    size = image_size
+    for _ in range(blocks):
+        size //= 2  # each block's 2×2 max-pool halves the map (3×3 conv, padding 1, keeps it)
+    if size < 1:
+        raise ValueError(f"image_size={image_size} is too small for {blocks} blocks")
+    return Classifier(Conv4(in_channels, hidden, blocks), nn.Linear(hidden * size * size, way))
+
+
+def check_episode(episode: Episode) -> bool:
+    """Validate a single episode or a meta-batch (tensors with a leading task dimension, from
+    stack_episodes / EpisodeSampler.sample_batch); return True for a meta-batch."""
+    if episode.support_y.ndim != 2:
+        episode.validate()
+        return False
+    fields = (episode.support_x, episode.support_y, episode.query_x, episode.query_y)
+    fields += (episode.classes,)
+    tasks = {t.shape[0] for t in fields}
+    if len(tasks) != 1:
+        raise ValueError(
+            f"a batched episode's tensors have leading dimensions {sorted(tasks)}; every tensor"
+            " needs the same number of tasks (build the batch with stack_episodes)"
+        )
+    for task in zip(*(t.unbind(0) for t in fields), strict=True):
+        Episode(*task).validate()
+    return True
+
+
+def meta_batches(sampler: EpisodeSampler, tasks: int) -> Iterator[Episode]:
+    """An endless stream of meta-batches of `tasks` episodes each, for train.fit:
+    ``fit(MAML(model), meta_batches(sampler, 16), steps)``."""
+    if tasks < 1:  # checked now, not at the first batch: this is no generator function
+        raise ValueError(f"tasks={tasks}; a meta-batch needs tasks >= 1")
+    return (sampler.sample_batch(tasks) for _ in itertools.count())
