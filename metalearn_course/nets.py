@@ -22,15 +22,23 @@ import torch
 from torch import nn
 
 
-def conv_block(in_channels: int, out_channels: int, padding: int = 1) -> nn.Sequential:
+def conv_block(
+    in_channels: int, out_channels: int, padding: int = 1, pool: bool = True
+) -> nn.Sequential:
     """conv 3×3 → batch norm → ReLU → 2×2 max-pool: one quarter of Conv4 (padding=1 keeps the
-    size through the convolution; padding=0 trims a pixel on each side)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=padding),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-    )
+    size through the convolution; padding=0 trims a pixel on each side; pool=False keeps the
+    size through the block).
+
+    The max-pool runs *before* the ReLU. The two commute, max(relu(a), relu(b)) =
+    relu(max(a, b)), because ReLU never changes which number is largest, so the block is the
+    papers' conv → BN → ReLU → pool exactly; but the ReLU then reads a quarter of the numbers,
+    which makes training about a fifth faster on a CPU, where these element-wise passes over
+    memory cost as much as the convolutions (benchmarks/protonet.py).
+    """
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=padding)
+    if not pool:
+        return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU())
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.MaxPool2d(2), nn.ReLU())
 
 
 class Conv4(nn.Module):
@@ -55,7 +63,7 @@ class Conv4(nn.Module):
         channels = [in_channels] + [hidden] * blocks
         self.encoder = nn.Sequential(
             *[
-                conv_block(c_in, c_out) if i < pooled else conv_block(c_in, c_out)[:-1]
+                conv_block(c_in, c_out, pool=i < pooled)
                 for i, (c_in, c_out) in enumerate(pairwise(channels))
             ]
         )

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from metalearn_course import cli
 from metalearn_course.data import EpisodeSampler
 from metalearn_course.evaluate import Accuracy
-from metalearn_course.nets import MLP, Conv4
+from metalearn_course.nets import MLP, Conv4, conv_block
 from metalearn_course.plots import plot_accuracies, show_episode
 
 
@@ -25,6 +25,24 @@ def test_conv4_embeds_omniglot_to_hidden_vector():
     # 4 blocks of conv(3x3) + batch norm: the papers' parameter count for 1 input channel
     n_params = sum(p.numel() for p in net.parameters())
     assert n_params == (9 * 1 * 64 + 64 + 128) + 3 * (9 * 64 * 64 + 64 + 128)
+
+
+def test_conv_block_pools_before_relu_and_is_the_papers_block():
+    torch.manual_seed(0)
+    block = conv_block(3, 8)
+    assert isinstance(block[2], torch.nn.MaxPool2d) and isinstance(block[3], torch.nn.ReLU)
+    papers = torch.nn.Sequential(block[0], block[1], block[3], block[2])  # conv, BN, ReLU, pool
+    x = torch.randn(4, 3, 12, 12, requires_grad=True)
+    ours, theirs = block(x), papers(x)
+    assert torch.equal(ours, theirs)  # max and ReLU commute exactly
+    g = torch.randn_like(ours)
+    for a, b in zip(
+        torch.autograd.grad(ours, (x, block[0].weight), g),
+        torch.autograd.grad(theirs, (x, block[0].weight), g),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    assert len(conv_block(3, 8, pool=False)) == 3
 
 
 def test_conv4_pooled_keeps_the_last_maps_spatial():

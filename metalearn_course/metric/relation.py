@@ -53,8 +53,8 @@ def relation_encoder(
     return nn.Sequential(
         conv_block(in_channels, channels, padding=first),
         conv_block(channels, channels, padding=first),
-        conv_block(channels, channels)[:-1],  # [:-1] drops the max-pool: the map keeps its size
-        conv_block(channels, channels)[:-1],
+        conv_block(channels, channels, pool=False),  # no max-pool: the map keeps its size
+        conv_block(channels, channels, pool=False),
     )
 
 
@@ -149,7 +149,7 @@ class RelationNet(nn.Module):
         It is the same function as convolving the concatenation (tests/test_metric.py checks
         that), 5-10x cheaper: that first layer is most of the relation module's work.
         """
-        first = self.relation[0]  # conv → batch norm → ReLU → max-pool on the 2C-channel pair
+        first = self.relation[0]  # conv → batch norm → max-pool → ReLU on the 2C-channel pair
         conv = first[0]
         w_class, w_query = conv.weight.split(self.channels, dim=1)
         by_class = F.conv2d(class_maps, w_class, None, conv.stride, conv.padding)  # [N, C, h, w]
