@@ -54,17 +54,10 @@ class ANIL(MAML):
                 )
         super().__init__(model, inner_steps, inner_lr, **kwargs)
 
-    def adapt(
-        self,
-        support_x: torch.Tensor,
-        support_y: torch.Tensor,
-        params: Params | None = None,
-        steps: int | None = None,
+    def inner_loop(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, params: Params, steps: int
     ) -> Params:
         """All parameters for one task: the body's as given, the head's adapted."""
-        params = dict(self.model.named_parameters()) if params is None else params
-        if steps is None:
-            steps = self.inner_steps if self.training else self.eval_inner_steps
         body = {k.removeprefix("body."): v for k, v in params.items() if k.startswith("body.")}
         head = {k.removeprefix("head."): v for k, v in params.items() if k.startswith("head.")}
         features = functional_call(self.model.body, body, (support_x,))  # once per task

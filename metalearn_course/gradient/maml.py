@@ -216,6 +216,12 @@ class MAML(nn.Module):
         params = dict(self.model.named_parameters()) if params is None else params
         if steps is None:
             steps = self.inner_steps if self.training else self.eval_inner_steps
+        return self.inner_loop(support_x, support_y, params, steps)
+
+    def inner_loop(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, params: Params, steps: int
+    ) -> Params:
+        """`steps` inner steps on every parameter (ANIL overrides this to adapt the head only)."""
         rates = self.inner_rates(steps)
         return adapt(
             self.model,
