@@ -63,8 +63,10 @@ refresh: setup
 	$(VENV)/bin/metalearn-course refresh $(NB)
 
 benchmarks: setup
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	$(PY) benchmarks/episode_sampler.py
 	$(PY) benchmarks/protonet.py
+	$(PY) benchmarks/maml_peers.py
 
 clean:
 	rm -rf _build book/_vendor
