@@ -157,9 +157,9 @@ class MAML(nn.Module):
     transductive: batch norm with the batch's statistics in eval mode too (the paper);
         False: running statistics in eval mode.
     batched: run a meta-batch's tasks with vmap; False: a Python loop over them (the same
-        result to rounding). vmap is the fast path on a GPU; on a CPU the loop can be faster,
-        as one task's activations fit in the caches and a whole meta-batch's do not (Omniglot
-        Conv4, 16 tasks, 2 cores: 1.6 s per meta-step looping, 2.2 s with vmap).
+        result to rounding). vmap is the fast path on a GPU; on a CPU the loop is faster
+        (one task's activations fit in the caches, a whole meta-batch's do not; and outside
+        vmap batch norm uses torch's fused kernel): see benchmarks/maml_peers.py.
     """
 
     def __init__(
