@@ -43,14 +43,7 @@ from metalearn_course.train import fit
 WAY = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The networks are tiny: a second thread only adds synchronisation (and competes with
-    # other work on a shared machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conftest.py)
 
 
 def tiny(seed: int = 0) -> Classifier:

@@ -34,13 +34,7 @@ from metalearn_course.rl.rl2 import RL2Policy, gae
 ALL_BASELINES = [RandomAgent, Greedy, EpsilonGreedy, UCB1, Thompson, OptimisticThompson, Gittins]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds synchronisation (and competes on a shared machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conftest.py)
 
 
 # --- environments ------------------------------------------------------------------------------
