@@ -27,6 +27,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +38,8 @@ from metalearn_course.data.episodes import Episode
 
 # Any callable Episode -> logits [N*Q, N]: an nn.Module or a plain function.
 Method = Callable[[Episode], torch.Tensor]
+T = TypeVar("T")  # what a sampler yields: an Episode, or anything with .to(device)
+S = TypeVar("S")  # a per-item score
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,65 @@ def _default_device(method: Method) -> torch.device:
     return torch.device("cpu")
 
 
+def evaluate_stream(
+    method: Callable[[T], torch.Tensor],
+    sampler: Iterable[T],
+    count: int,
+    score: Callable[[torch.Tensor, T], S],
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    unit: str = "episodes",
+) -> list[S]:
+    """The one evaluation loop of the course: `score(method(item), item)` for the next `count`
+    items of `sampler` (episodes, or batches of sequences in the memory chapter).
+
+    An nn.Module runs in eval mode (dropout off, batch norm on its running statistics) under
+    no_grad, and every submodule's previous mode is restored afterwards: a module may be partly
+    frozen in eval mode on purpose. Items are moved to `device` (default: where the method's
+    parameters are). `unit` names the items in error messages.
+    """
+    if count < 1:
+        raise ValueError(f"{unit}={count}; use {unit} >= 1")
+    device = _default_device(method) if device is None else torch.device(device)
+    modes = [(m, m.training) for m in method.modules()] if isinstance(method, nn.Module) else []
+    if isinstance(method, nn.Module):
+        method.eval()
+    scores = []
+    try:
+        # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
+        bar = tqdm(
+            itertools.islice(sampler, count),
+            total=count,
+            disable=not progress,
+            leave=False,
+            file=sys.stderr,
+            mininterval=1.0,
+        )
+        with torch.no_grad():
+            for item in bar:
+                item = item.to(device)
+                scores.append(score(method(item), item))
+    finally:
+        for module, training in modes:
+            module.train(training)
+    if len(scores) < count:
+        raise ValueError(
+            f"sampler gave only {len(scores)} {unit} but {unit}={count};"
+            f" use {unit} <= {len(scores)} or an endless sampler"
+        )
+    return scores
+
+
+def _episode_score(logits: torch.Tensor, episode: Episode) -> float:
+    expected = (episode.query_y.shape[-1], episode.way)
+    if tuple(logits.shape) != expected:
+        raise ValueError(
+            f"method returned logits of shape {tuple(logits.shape)} for a"
+            f" {episode.way}-way episode with {expected[0]} queries; expected {expected}"
+        )
+    return episode_accuracy(logits, episode.query_y)
+
+
 def few_shot_accuracies(
     method: Method,
     sampler: Iterable[Episode],
@@ -92,45 +154,7 @@ def few_shot_accuracies(
 ) -> torch.Tensor:
     """Per-episode query accuracies [episodes] (float64) of `method` on the next `episodes`
     episodes of `sampler`. See `few_shot` for the arguments."""
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes}; use episodes >= 1 (the papers use >= 600)")
-    device = _default_device(method) if device is None else torch.device(device)
-    # Remember every submodule's mode: a module may be partly frozen in eval mode on purpose.
-    modes = [(m, m.training) for m in method.modules()] if isinstance(method, nn.Module) else []
-    if isinstance(method, nn.Module):
-        method.eval()  # dropout off, batch norm uses its running statistics
-    scores = []
-    try:
-        stream = itertools.islice(sampler, episodes)
-        # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
-        bar = tqdm(
-            stream,
-            total=episodes,
-            disable=not progress,
-            leave=False,
-            file=sys.stderr,
-            mininterval=1.0,
-        )
-        with torch.no_grad():
-            for episode in bar:
-                episode = episode.to(device)
-                logits = method(episode)
-                expected = (episode.query_y.shape[-1], episode.way)
-                if tuple(logits.shape) != expected:
-                    raise ValueError(
-                        f"method returned logits of shape {tuple(logits.shape)} for a"
-                        f" {episode.way}-way episode with {expected[0]} queries;"
-                        f" expected {expected}"
-                    )
-                scores.append(episode_accuracy(logits, episode.query_y))
-    finally:
-        for module, training in modes:
-            module.train(training)
-    if len(scores) < episodes:
-        raise ValueError(
-            f"sampler gave only {len(scores)} episodes but episodes={episodes};"
-            f" use episodes <= {len(scores)} or an endless EpisodeSampler"
-        )
+    scores = evaluate_stream(method, sampler, episodes, _episode_score, device, progress)
     return torch.tensor(scores, dtype=torch.float64)
 
 

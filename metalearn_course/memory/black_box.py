@@ -34,8 +34,6 @@ trains a sequence model with the shared loop; the accuracy fit logs is over all 
 
 from __future__ import annotations
 
-import itertools
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -43,10 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from metalearn_course.data.episodes import Episode, EpisodeSampler, check_labels
-from metalearn_course.evaluate import Accuracy, mean_ci95
+from metalearn_course.evaluate import Accuracy, evaluate_stream, mean_ci95
 
 PRESENTATIONS = (1, 2, 3, 5, 10)  # the chapter's curve: 1st, 2nd, 3rd, 5th, 10th presentation
 
@@ -295,28 +292,11 @@ def instance_accuracy(
     The model runs in eval mode under no_grad (its modes are restored); device defaults to
     where its parameters are.
     """
-    if batches < 1:
-        raise ValueError(f"batches={batches}; use batches >= 1")
-    modules = list(model.modules()) if isinstance(model, nn.Module) else []
-    if device is None:
-        parameter = next(itertools.chain(*(m.parameters() for m in modules)), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-    modes = [(m, m.training) for m in modules]
-    if isinstance(model, nn.Module):
-        model.eval()
-    scores = []
-    try:
-        stream = itertools.islice(sampler, batches)
-        bar = tqdm(stream, total=batches, disable=not progress, leave=False, file=sys.stderr)
-        with torch.no_grad():
-            for batch in bar:
-                batch = batch.to(device)
-                scores.append(accuracy_by_instance(model(batch), batch, presentations).cpu())
-    finally:
-        for module, training in modes:
-            module.train(training)
-    if len(scores) < batches:
-        raise ValueError(f"sampler gave only {len(scores)} batches but batches={batches}")
+
+    def score(logits: torch.Tensor, batch: SequenceBatch) -> torch.Tensor:
+        return accuracy_by_instance(logits, batch, presentations).cpu()
+
+    scores = evaluate_stream(model, sampler, batches, score, device, progress, unit="batches")
     table = torch.cat(scores)
     result = {}
     for j, k in enumerate(presentations):
