@@ -27,6 +27,13 @@ so every validation scores the same tasks and the numbers are comparable. The be
 kept (and written to `checkpoint` if given), and at the end of training fit RESTORES THE BEST
 VALIDATION WEIGHTS: the returned model is the early-stopped one, not the last step's.
 
+Resuming (long runs, metalearn_course.reproduce): with ``state=path`` fit writes the whole
+training state (weights, optimizer, schedule, the sampler's position, torch's RNG, history) to
+`path` every `save_every` steps and at the end, atomically (save_checkpoint). A run started again
+with ``resume=True`` continues from the last state written, and ends with the same weights as a
+run that was never interrupted. The sampler must have `state_dict`/`load_state_dict`
+(EpisodeSampler and gradient.meta_batches do).
+
 Reproducibility: the episodes come from the seeded samplers and the initial weights from torch's
 seeded generator (metalearn_course.seeding.seed_everything), so two runs with the same seeds
 give the same weights on the same machine.
@@ -35,6 +42,7 @@ give the same weights on the same machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import os
@@ -95,15 +103,30 @@ def save_checkpoint(method: nn.Module, path: str | Path, **extra: Any) -> None:
         raise
 
 
-def load_checkpoint(method: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load weights saved by save_checkpoint into `method`; return the extra values.
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw contents of a file written by save_checkpoint, with a clear error for a file that
+    is truncated, corrupt or something else.
 
     weights_only=True: the file can only hold tensors and plain values, so loading a
     checkpoint from elsewhere cannot run code (a full pickle could).
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # truncated zip, bad pickle, a forbidden type...
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({type(error).__name__}: {error});"
+            " it may be truncated or corrupt: restore a good copy, or delete it to start over"
+        ) from error
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise ValueError(f"{path} is not a checkpoint written by save_checkpoint")
+    return payload
+
+
+def load_checkpoint(method: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load weights saved by save_checkpoint into `method`; return the extra values."""
+    payload = read_checkpoint(path)
     method.load_state_dict(payload["state_dict"])  # copies onto the method's own device
     return {key: value for key, value in payload.items() if key != "state_dict"}
 
@@ -133,6 +156,9 @@ def fit(
     val_every: int = 0,
     val_episodes: int = 100,
     checkpoint: str | Path | None = None,
+    state: str | Path | None = None,
+    save_every: int = 100,
+    resume: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
     log_every: int = 10,
@@ -149,6 +175,10 @@ def fit(
         fixed episodes; the best weights are restored at the end. val_every=0: no validation.
     checkpoint: file where the best-validation weights are kept (load with load_checkpoint);
         it stores the extras step and val_accuracy. Needs validation.
+    state, save_every, resume: write the whole training state to the file `state` every
+        `save_every` steps and at the end (see "Resuming" in the module docstring). If the file
+        exists, resume=True continues from it; resume=False refuses to overwrite it. resume=True
+        without the file starts at step 0.
     device: where the method and episodes go; default the device of the method's parameters.
     progress: show a progress bar (stderr) with the running loss and accuracy.
     log_every: History gets the mean loss and accuracy of every `log_every` steps (and of the
@@ -171,6 +201,21 @@ def fit(
         )
     if val_every > 0 and val_episodes < 1:
         raise ValueError(f"val_episodes={val_episodes}; use val_episodes >= 1")
+    if state is not None:
+        if save_every < 1:
+            raise ValueError(f"save_every={save_every}; use save_every >= 1")
+        if not callable(getattr(sampler, "state_dict", None)):
+            raise ValueError(
+                f"state needs a sampler that can save its position, but {type(sampler).__name__}"
+                " has no state_dict(); use an EpisodeSampler or gradient.meta_batches"
+            )
+        if Path(state).exists() and not resume:
+            raise FileExistsError(
+                f"{state} exists (a previous run's training state); pass resume=True to continue"
+                " it, or remove the file to start over"
+            )
+    elif resume:
+        raise ValueError("resume=True needs state=<file> to resume from")
 
     if device is not None:
         method.to(device)
@@ -200,13 +245,53 @@ def fit(
     history = History()
     best_state: dict[str, torch.Tensor] | None = None
     window_loss, window_accuracy, window_steps = 0.0, 0.0, 0
+    done = 0  # steps already taken by an earlier, interrupted run
+    if state is not None and Path(state).exists():
+        saved = read_checkpoint(state)
+        if saved.get("steps") != steps:
+            raise ValueError(
+                f"{state} belongs to a run of steps={saved.get('steps')}, not steps={steps};"
+                " resume with the same settings, or remove the file to start over"
+            )
+        method.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        sampler.load_state_dict(saved["sampler"])
+        torch.set_rng_state(saved["torch_rng"])
+        history = History(**saved["history"])
+        window_loss, window_accuracy, window_steps = saved["window"]
+        best_state, done = saved["best_state"], saved["step"]
+
+    def save_state(step: int) -> None:
+        save_checkpoint(
+            method,
+            state,
+            step=step,
+            steps=steps,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler is not None else None,
+            sampler=sampler.state_dict(),
+            torch_rng=torch.get_rng_state(),
+            history=dataclasses.asdict(history),
+            window=[window_loss, window_accuracy, window_steps],
+            best_state=best_state,
+        )
+
     modes = [(m, m.training) for m in method.modules()]
     method.train()
     # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
-    bar = tqdm(total=steps, disable=not progress, leave=False, file=sys.stderr, mininterval=1.0)
-    step = 0
+    bar = tqdm(
+        total=steps,
+        initial=done,
+        disable=not progress,
+        leave=False,
+        file=sys.stderr,
+        mininterval=1.0,
+    )
+    step = done
     try:
-        for step, episode in enumerate(itertools.islice(sampler, steps), start=1):
+        for step, episode in enumerate(itertools.islice(sampler, steps - done), start=done + 1):
             episode = episode.to(device)
             if episode.query_y.numel() == 0:
                 raise ValueError("the sampler's episodes have no queries; use queries >= 1")
@@ -256,6 +341,8 @@ def fit(
                     best_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
                     if checkpoint is not None:
                         save_checkpoint(method, checkpoint, step=step, val_accuracy=accuracy)
+            if state is not None and (step % save_every == 0 or step == steps):
+                save_state(step)
             bar.update(1)
     finally:
         bar.close()

@@ -30,6 +30,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,6 +216,8 @@ class EpisodeSampler:
         # Support labels then query labels, as `_gather` lays out the images.
         labels = torch.cat([labels.repeat_interleave(shot), labels.repeat_interleave(queries)])
         self._labels = labels.repeat(self._gather_size, 1)
+        self._block_state: dict[str, Any] = self._rng.bit_generator.state
+        self._given = 0
         self._stream = self._episodes()
 
     def sample(self) -> Episode:
@@ -239,17 +242,40 @@ class EpisodeSampler:
         while True:
             yield next(self._stream)
 
-    def _episodes(self) -> Iterator[Episode]:
-        """The sampler's one stream of episodes, produced a block at a time."""
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is, for resuming a run (train.fit's `state` file): the generator's
+        state at the start of the current block of episodes and how many of them were given out.
+        Plain values, loadable with torch.load(weights_only=True)."""
+        return {"seed": self.seed, "block": self._block_state, "given": self._given}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the stream exactly where `state_dict()` was taken (same images, way, shot,
+        queries and seed): the next episode is the one that sampler would have given next."""
+        if state.get("seed") != self.seed:
+            raise ValueError(
+                f"the state is of a sampler with seed={state.get('seed')}, this one has"
+                f" seed={self.seed}; build the sampler with the run's seed"
+            )
+        self._rng.bit_generator.state = state["block"]
+        self._stream = self._episodes(skip=int(state["given"]))
+
+    def _episodes(self, skip: int = 0) -> Iterator[Episode]:
+        """The sampler's one stream of episodes, produced a block at a time; `skip` episodes of
+        the first block are passed over (resuming)."""
         while True:
+            self._block_state = self._rng.bit_generator.state  # a copy: resuming starts here
+            self._given = skip
             classes = self._draw_classes(_INDEX_BLOCK)  # [B, way]
             # A uniformly random ordered choice of shot+queries images per class: sort random
             # keys and keep the first ranks. The first `shot` go to the support set.
             keys = self._rng.random((_INDEX_BLOCK, self.way, self.n_per_class))
             drawers = np.argsort(keys, axis=-1)[..., : self.shot + self.queries]
-            for start in range(0, _INDEX_BLOCK, self._gather_size):
-                stop = start + self._gather_size
-                yield from self._gather(classes[start:stop], drawers[start:stop])
+            for start in range(skip, _INDEX_BLOCK, self._gather_size):
+                stop = min(start + self._gather_size, _INDEX_BLOCK)
+                for episode in self._gather(classes[start:stop], drawers[start:stop]):
+                    self._given += 1  # counted when handed out: the generator waits at yield
+                    yield episode
+            skip = 0
 
     def _draw_classes(self, n: int) -> np.ndarray:
         """[n, way] class indices, no repeats within a row, uniform over ordered choices."""

@@ -28,7 +28,6 @@ captured buffers), from a no-grad pass of the adapted network over the query ima
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
@@ -248,9 +247,32 @@ def check_episode(episode: Episode) -> bool:
     return True
 
 
-def meta_batches(sampler: EpisodeSampler, tasks: int) -> Iterator[Episode]:
-    """An endless stream of meta-batches of `tasks` episodes each, for train.fit:
-    ``fit(MAML(model), meta_batches(sampler, 16), steps)``."""
-    if tasks < 1:  # checked now, not at the first batch: this is no generator function
-        raise ValueError(f"tasks={tasks}; a meta-batch needs tasks >= 1")
-    return (sampler.sample_batch(tasks) for _ in itertools.count())
+class MetaBatches:
+    """An endless stream of meta-batches of `tasks` episodes each from `sampler`, for train.fit:
+    ``fit(MAML(model), meta_batches(sampler, 16), steps)``.
+
+    It keeps no episodes of its own, so its position is the sampler's: `state_dict` and
+    `load_state_dict` pass through, and fit can save and resume a run.
+    """
+
+    def __init__(self, sampler: EpisodeSampler, tasks: int) -> None:
+        if tasks < 1:
+            raise ValueError(f"tasks={tasks}; a meta-batch needs tasks >= 1")
+        self.sampler, self.tasks = sampler, tasks
+
+    def __iter__(self) -> Iterator[Episode]:
+        return self
+
+    def __next__(self) -> Episode:
+        return self.sampler.sample_batch(self.tasks)
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+def meta_batches(sampler: EpisodeSampler, tasks: int) -> MetaBatches:
+    """An endless stream of meta-batches of `tasks` episodes each (see MetaBatches)."""
+    return MetaBatches(sampler, tasks)
