@@ -60,6 +60,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from tqdm import tqdm
 
 from metalearn_course.data.episodes import Episode
+from metalearn_course.distributed import is_main, unwrap
 from metalearn_course.evaluate import episode_accuracy, few_shot
 
 # loss_fn(output, episode) -> scalar tensor; the signature of a method's `loss` as well.
@@ -230,7 +231,12 @@ def fit(
         scheduler = lr_schedule
     else:
         scheduler = LambdaLR(optimizer, lr_schedule)
-    compute_loss = _loss_function(method, loss_fn)
+    # Under DDP (metalearn_course.distributed) `method` is the wrapper: calling it averages
+    # gradients across processes; its loss and weights are those of the module inside, and
+    # only the first process writes files.
+    core = unwrap(method)
+    compute_loss = _loss_function(core, loss_fn)
+    writes = is_main()
 
     val_set: list[Episode] = []
     if val_every > 0:
@@ -253,7 +259,7 @@ def fit(
                 f"{state} belongs to a run of steps={saved.get('steps')}, not steps={steps};"
                 " resume with the same settings, or remove the file to start over"
             )
-        method.load_state_dict(saved["state_dict"])
+        core.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
@@ -265,7 +271,7 @@ def fit(
 
     def save_state(step: int) -> None:
         save_checkpoint(
-            method,
+            core,
             state,
             step=step,
             steps=steps,
@@ -338,10 +344,10 @@ def fit(
                 history.val_accuracy.append(accuracy)
                 if history.best_val is None or accuracy > history.best_val:
                     history.best_step, history.best_val = step, accuracy
-                    best_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
-                    if checkpoint is not None:
-                        save_checkpoint(method, checkpoint, step=step, val_accuracy=accuracy)
-            if state is not None and (step % save_every == 0 or step == steps):
+                    best_state = {k: v.detach().clone() for k, v in core.state_dict().items()}
+                    if checkpoint is not None and writes:
+                        save_checkpoint(core, checkpoint, step=step, val_accuracy=accuracy)
+            if state is not None and writes and (step % save_every == 0 or step == steps):
                 save_state(step)
             bar.update(1)
     finally:
@@ -354,5 +360,5 @@ def fit(
             " endless EpisodeSampler"
         )
     if best_state is not None:
-        method.load_state_dict(best_state)  # early stopping: keep the best validated weights
+        core.load_state_dict(best_state)  # early stopping: keep the best validated weights
     return history

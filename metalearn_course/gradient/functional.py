@@ -37,6 +37,7 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from metalearn_course.data.episodes import Episode, EpisodeSampler
+from metalearn_course.distributed import shard
 from metalearn_course.nets import Conv4
 
 # Parameters by name, as in model.named_parameters(): what torch.func.functional_call takes.
@@ -253,18 +254,29 @@ class MetaBatches:
 
     It keeps no episodes of its own, so its position is the sampler's: `state_dict` and
     `load_state_dict` pass through, and fit can save and resume a run.
+
+    rank, world: in a run of `world` processes (metalearn_course.distributed), every process
+    draws the whole meta-batch and keeps its share of `tasks / world` tasks.
     """
 
-    def __init__(self, sampler: EpisodeSampler, tasks: int) -> None:
+    def __init__(self, sampler: EpisodeSampler, tasks: int, rank: int = 0, world: int = 1) -> None:
         if tasks < 1:
             raise ValueError(f"tasks={tasks}; a meta-batch needs tasks >= 1")
-        self.sampler, self.tasks = sampler, tasks
+        if not 0 <= rank < world:
+            raise ValueError(f"rank={rank}, world={world}; use 0 <= rank < world")
+        if tasks % world:
+            raise ValueError(
+                f"tasks={tasks} cannot be split evenly over world={world} processes;"
+                f" use a multiple of {world}"
+            )
+        self.sampler, self.tasks, self.rank, self.world = sampler, tasks, rank, world
 
     def __iter__(self) -> Iterator[Episode]:
         return self
 
     def __next__(self) -> Episode:
-        return self.sampler.sample_batch(self.tasks)
+        batch = self.sampler.sample_batch(self.tasks)
+        return shard(batch, self.rank, self.world) if self.world > 1 else batch
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
@@ -273,6 +285,6 @@ class MetaBatches:
         self.sampler.load_state_dict(state)
 
 
-def meta_batches(sampler: EpisodeSampler, tasks: int) -> MetaBatches:
+def meta_batches(sampler: EpisodeSampler, tasks: int, rank: int = 0, world: int = 1) -> MetaBatches:
     """An endless stream of meta-batches of `tasks` episodes each (see MetaBatches)."""
-    return MetaBatches(sampler, tasks)
+    return MetaBatches(sampler, tasks, rank, world)
