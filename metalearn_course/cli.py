@@ -3,10 +3,15 @@
 ``metalearn-course data`` fetches, verifies and caches Omniglot once (see
 ``metalearn_course.data.omniglot`` for where from, and the environment variables).
 
+``metalearn-course reproduce METHOD --setting S --budget paper|book|quick`` trains and
+evaluates one method at a paper's or the book's budget (``--list`` shows the recipes; see
+``metalearn_course.reproduce``).
+
 ``metalearn-course refresh [NOTEBOOK ...]`` re-executes notebooks in place so that their stored
 outputs (what the book publishes and what nbval compares against) come from the current code.
-Without arguments it refreshes every notebook listed in ``_toc.yml`` and every notebook in
-``lessons/``. Run it from the repository root, in the project's virtualenv (``make refresh``).
+Without arguments it refreshes every notebook listed in ``_toc.yml`` and every lesson notebook
+in ``lessons/source/``. Run it from the repository root, in the project's virtualenv
+(``make refresh``).
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ def toc_files(root: Path) -> list[str]:
 
 
 def toc_notebooks(root: Path) -> list[Path]:
-    """Notebooks published by the book (``_toc.yml``) plus the lesson notebooks."""
+    """Notebooks published by the book (``_toc.yml``) plus the lesson notebooks: the
+    instructor's versions in ``lessons/source/``, not the copies nbgrader makes next to them."""
     notebooks = [root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").exists()]
-    lessons = sorted((root / "lessons").rglob("*.ipynb")) if (root / "lessons").exists() else []
+    source = root / "lessons" / "source"
+    lessons = sorted(source.rglob("*.ipynb")) if source.exists() else []
     return notebooks + [nb for nb in lessons if ".ipynb_checkpoints" not in nb.parts]
 
 
@@ -73,7 +80,28 @@ def main(argv: list[str] | None = None) -> None:
     p_refresh.add_argument("notebooks", nargs="*", type=Path)
     p_refresh.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     commands.add_parser("data", help="download (or copy), verify and cache Omniglot")
+    p_reproduce = commands.add_parser(
+        "reproduce",
+        help="train and evaluate a method at the paper's, the book's or a quick budget",
+        description="Train and evaluate one method in one setting with the book's code; see"
+        " metalearn_course/reproduce.py. Under torchrun the meta-batch is split across processes.",
+    )
+    p_reproduce.add_argument("method", nargs="?", help="e.g. maml, fomaml, protonet (see --list)")
+    p_reproduce.add_argument("--list", action="store_true", help="list the recipes and exit")
+    p_reproduce.add_argument("--setting", default="omniglot-5w1s", help="e.g. omniglot-20w5s")
+    p_reproduce.add_argument(
+        "--budget", default="book", choices=["paper", "book", "quick"], help="default: book"
+    )
+    p_reproduce.add_argument("--device", default="auto", help="auto (a GPU if any), cpu, cuda")
+    p_reproduce.add_argument("--out", type=Path, help="default: results/METHOD-SETTING-BUDGET")
+    p_reproduce.add_argument("--resume", action="store_true", help="continue a stopped run")
+    p_reproduce.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+
+    if args.command == "reproduce":
+        from .reproduce import main as reproduce
+
+        reproduce(args)
 
     if args.command == "data":
         from .data import load_omniglot

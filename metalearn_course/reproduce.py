@@ -1,0 +1,393 @@
+"""Reproduce a paper's number with the book's code: ``metalearn-course reproduce METHOD``.
+
+    metalearn-course reproduce --list
+    metalearn-course reproduce maml --setting omniglot-5w1s --budget book
+    metalearn-course reproduce protonet --setting omniglot-20w1s --budget paper --device cuda
+    torchrun --nproc_per_node=4 -m metalearn_course.cli reproduce maml --budget paper
+
+Every runnable configuration is a `Recipe` in `RECIPES`, each citing the paper and table whose
+setting it reproduces. A recipe has three budgets:
+
+  paper  the paper's schedule (episodes, way/shot/queries in training, learning rates,
+         meta-batch, inner steps); hours on a GPU.
+  book   what the chapter's notebook runs on a laptop CPU; gives the notebook's numbers.
+  quick  a few steps and 20 test episodes: a smoke test that the whole path runs.
+
+A run trains with the shared loop (`train.fit`, resumable: ``--resume`` continues a run that was
+stopped), evaluates with the shared protocol (`evaluate.few_shot_accuracies` on the seeded test
+episodes every chapter uses, 15 queries per class), and writes to ``--out``: ``results.json``
+(accuracy and 95% CI, budget, device, commit, wall time, library versions), ``model.pt`` (the
+trained weights, `train.load_checkpoint`) and ``state.pt`` (the training state, for --resume).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+BUDGETS = ("paper", "book", "quick")
+QUERIES = 15  # query images per class in the test episodes: the course's shared protocol
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long and how hard to train. Fields a method does not use are ignored."""
+
+    steps: int  # optimizer steps (episodes for ProtoNet, meta-batches for MAML)
+    lr: float  # Adam's (peak) learning rate
+    schedule: str = "constant"  # "constant", "halve2000" (×0.5 every 2000 steps), "cosine"
+    train_way: int | None = None  # classes per training episode; None: the test way
+    train_shot: int | None = None  # support images per class in training; None: the test shot
+    train_queries: int = 5  # query images per class in training episodes
+    meta_batch: int = 1  # tasks per step (MAML family)
+    inner_steps: int = 1  # inner gradient steps in training (MAML family)
+    eval_inner_steps: int = 1  # inner gradient steps at test time (MAML family)
+    inner_lr: float = 0.4  # α (MAML family)
+    val_every: int = 0  # validate every so many steps and keep the best weights (0: never)
+    val_episodes: int = 200
+    test_episodes: int = 600
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One method in one setting, with its budgets and the published number it reproduces."""
+
+    method: str  # a key of METHODS
+    setting: str  # "omniglot-{N}w{K}s"
+    source: str  # paper, arXiv id and table
+    published: float  # test accuracy in percent, as printed in the paper
+    budgets: dict[str, Budget] = field(default_factory=dict)
+
+    @property
+    def way(self) -> int:
+        return int(self.setting.split("-")[1].split("w")[0])
+
+    @property
+    def shot(self) -> int:
+        return int(self.setting.split("w")[1].rstrip("s"))
+
+
+def _protonet(recipe: Recipe, budget: Budget) -> nn.Module:
+    from metalearn_course.metric import ProtoNet
+    from metalearn_course.nets import Conv4
+
+    return ProtoNet(Conv4())
+
+
+def _maml(first_order: bool):
+    def build(recipe: Recipe, budget: Budget) -> nn.Module:
+        from metalearn_course.gradient import MAML, conv4_classifier
+
+        return MAML(
+            conv4_classifier(way=recipe.way, hidden=64),
+            budget.inner_steps,
+            budget.inner_lr,
+            first_order=first_order,
+            eval_inner_steps=budget.eval_inner_steps,
+            batched=False,  # the loop over tasks: faster than vmap on a CPU, the same result
+        )
+
+    return build
+
+
+METHODS = {"protonet": _protonet, "maml": _maml(False), "fomaml": _maml(True)}
+META_BATCHED = {"maml", "fomaml"}  # trained on meta-batches of tasks (train.fit + meta_batches)
+
+
+def _quick(budget: Budget) -> Budget:
+    return dataclasses.replace(
+        budget,
+        steps=3,
+        meta_batch=min(budget.meta_batch, 2),
+        val_every=0,
+        test_episodes=20,
+    )
+
+
+def _recipes() -> dict[tuple[str, str], Recipe]:
+    recipes: list[Recipe] = []
+    # Snell et al. 2017 (arXiv:1703.05175), Table 1, Omniglot: 60-way training episodes, 5
+    # queries per class, training shot = test shot, Adam at 1e-3 halved every 2000 episodes,
+    # early stopping on the validation classes.
+    snell = {"5w1s": 98.8, "5w5s": 99.7, "20w1s": 96.0, "20w5s": 98.9}
+    for setting, published in snell.items():
+        paper = Budget(
+            steps=20_000,
+            lr=1e-3,
+            schedule="halve2000",
+            train_way=60,
+            train_queries=5,
+            val_every=500,
+        )
+        # book/02_metric/protonet.ipynb: one 60-way 1-shot model for every setting.
+        book = Budget(
+            steps=550, lr=0.01, schedule="cosine", train_way=60, train_shot=1, train_queries=2
+        )
+        recipes.append(
+            Recipe(
+                "protonet",
+                f"omniglot-{setting}",
+                "Snell et al. 2017 (arXiv:1703.05175), Table 1",
+                published,
+                {"paper": paper, "book": book},
+            )
+        )
+    # Finn et al. 2017 (arXiv:1703.03400), Table 1, Omniglot: Conv4 with 64 filters; 5-way:
+    # meta-batch 32, α = 0.4, 1 inner step (3 at test); 20-way: meta-batch 16, α = 0.1, 5 steps;
+    # Adam at 1e-3 for 60,000 meta-iterations. The first-order rows are the paper's too.
+    finn = {
+        "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
+        "fomaml": {"5w1s": 98.3, "5w5s": 99.2, "20w1s": 89.4, "20w5s": 97.9},
+    }
+    for method, table in finn.items():
+        for setting, published in table.items():
+            five_way = setting.startswith("5w")
+            paper = Budget(
+                steps=60_000,
+                lr=1e-3,
+                train_queries=1,
+                meta_batch=32 if five_way else 16,
+                inner_steps=1 if five_way else 5,
+                eval_inner_steps=3 if five_way else 5,
+                inner_lr=0.4 if five_way else 0.1,
+            )
+            budgets = {"paper": paper}
+            if method == "maml" and five_way:
+                # book/03_gradient/maml_omniglot.ipynb: one 1-shot model for both settings,
+                # 2 test-time steps (chosen there on the validation classes).
+                budgets["book"] = Budget(
+                    steps=1100,
+                    lr=3e-3,
+                    schedule="cosine",
+                    train_shot=1,
+                    train_queries=5,
+                    meta_batch=4,
+                    eval_inner_steps=2,
+                )
+            recipes.append(
+                Recipe(
+                    method,
+                    f"omniglot-{setting}",
+                    "Finn et al. 2017 (arXiv:1703.03400), Table 1"
+                    + (", first-order approximation" if method == "fomaml" else ""),
+                    published,
+                    budgets,
+                )
+            )
+    for recipe in recipes:
+        base = recipe.budgets.get("book", recipe.budgets["paper"])
+        recipe.budgets.setdefault("quick", _quick(base))
+    return {(r.method, r.setting): r for r in recipes}
+
+
+RECIPES = _recipes()
+
+
+def recipe_for(method: str, setting: str) -> Recipe:
+    """The recipe, or a ValueError listing what exists."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not reproducible yet; use one of {sorted(METHODS)}")
+    if (method, setting) not in RECIPES:
+        settings = sorted(s for m, s in RECIPES if m == method)
+        raise ValueError(f"{method} has no setting {setting!r}; choose from {settings}")
+    return RECIPES[method, setting]
+
+
+def schedule_factor(budget: Budget, step: int) -> float:
+    """The learning-rate factor at `step` (0-based)."""
+    if budget.schedule == "constant":
+        return 1.0
+    if budget.schedule == "halve2000":
+        return 0.5 ** (step // 2000)
+    if budget.schedule == "cosine":  # the book's: linear warm-up over 5%, then cosine decay
+        warmup = max(1, budget.steps // 20)
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / budget.steps))
+    raise ValueError(f"schedule={budget.schedule!r}; use 'constant', 'halve2000' or 'cosine'")
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run(
+    method: str,
+    setting: str,
+    budget: str = "book",
+    device: str = "auto",
+    out: str | Path | None = None,
+    resume: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train and evaluate one recipe; write results.json, model.pt and state.pt to `out`
+    (default ``results/METHOD-SETTING-BUDGET``). Returns the results."""
+    from metalearn_course import __version__, distributed
+    from metalearn_course.data import EpisodeSampler, load_omniglot
+    from metalearn_course.evaluate import few_shot_accuracies, mean_ci95
+    from metalearn_course.gradient import meta_batches
+    from metalearn_course.seeding import seed_everything
+    from metalearn_course.train import fit, save_checkpoint
+
+    recipe = recipe_for(method, setting)
+    if budget not in recipe.budgets:
+        raise ValueError(
+            f"{method} {setting} has no {budget!r} budget; choose from {sorted(recipe.budgets)}"
+        )
+    plan = recipe.budgets[budget]
+    out = Path(out) if out is not None else Path("results") / f"{method}-{setting}-{budget}"
+    results_file = out / "results.json"
+    if results_file.exists() and not resume:
+        raise FileExistsError(
+            f"{results_file} exists; pass --resume to continue or re-evaluate that run, or"
+            " choose another --out"
+        )
+    try:
+        process = distributed.launch(device)
+    except ValueError as error:
+        raise ValueError(f"--device {device}: {error}") from error
+    if process.world > 1 and method not in META_BATCHED:
+        raise ValueError(
+            f"{method} trains on one episode per step, which is not split across processes;"
+            " run it without torchrun (one process, one device)"
+        )
+    seed_everything(seed)
+    train_split = load_omniglot("vinyals-train")
+    test_split = load_omniglot("vinyals-test")
+    way, shot = recipe.way, recipe.shot
+    train_way, train_shot = plan.train_way or way, plan.train_shot or shot
+    sampler = EpisodeSampler(train_split.images, train_way, train_shot, plan.train_queries, seed)
+    stream = (
+        meta_batches(sampler, plan.meta_batch, process.rank, process.world)
+        if method in META_BATCHED
+        else sampler
+    )
+    model = METHODS[method](recipe, plan).to(process.device)
+    trained = distributed.wrap(model, process)
+    optimizer = torch.optim.Adam(trained.parameters(), lr=plan.lr)
+    validation: dict[str, Any] = {}
+    if plan.val_every:
+        val = load_omniglot("vinyals-val")
+        validation = dict(
+            val_sampler=EpisodeSampler(val.images, way, shot, QUERIES, seed=seed),
+            val_every=plan.val_every,
+            val_episodes=plan.val_episodes,
+        )
+    if process.main:
+        tasks = f" of {plan.meta_batch} tasks" if method in META_BATCHED else ""
+        print(
+            f"{method} {setting} ({recipe.source}), {budget} budget: {plan.steps} steps{tasks}"
+            f" of {train_way}-way {train_shot}-shot on {process.device}"
+            + (f" × {process.world} processes" if process.world > 1 else ""),
+            flush=True,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        fit(
+            trained,
+            stream,
+            plan.steps,
+            optimizer=optimizer,
+            lr_schedule=lambda step: schedule_factor(plan, step),
+            state=out / "state.pt",
+            save_every=max(1, min(500, plan.steps // 10)),
+            resume=resume,
+            progress=process.main,
+            **validation,
+        )
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        test = EpisodeSampler(test_split.images, way, shot, QUERIES, seed=seed + 1)
+        scores = few_shot_accuracies(model, test, plan.test_episodes, progress=process.main)
+    except torch.OutOfMemoryError as error:
+        raise SystemExit(
+            f"out of memory on {process.device} ({error}); use a smaller meta-batch, more"
+            " processes (torchrun), or --device cpu"
+        ) from error
+    accuracy = mean_ci95(scores)
+    results = {
+        "method": method,
+        "setting": setting,
+        "budget": budget,
+        "config": dataclasses.asdict(plan),
+        "seed": seed,
+        "accuracy": accuracy.mean,
+        "ci95": accuracy.ci95,
+        "test_episodes": accuracy.n,
+        "published": recipe.published,
+        "source": recipe.source,
+        "device": str(process.device),
+        "processes": process.world,
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(time.perf_counter() - start, 1),
+        "commit": _commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "metalearn_course": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    if process.main:
+        save_checkpoint(model, out / "model.pt", recipe=f"{method} {setting}", budget=budget)
+        tmp = results_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(results_file)  # atomic: a reader never sees half a file
+        print(
+            f"{method} {setting}: {100 * accuracy.mean:.2f} ± {100 * accuracy.ci95:.2f} %"
+            f" over {accuracy.n} test episodes (published: {recipe.published}); wrote {out}",
+            flush=True,
+        )
+    return results
+
+
+def describe() -> str:
+    """The table printed by ``reproduce --list``."""
+    lines = [f"{'method':<9} {'setting':<15} {'published':>9}  budgets             source"]
+    for recipe in RECIPES.values():
+        budgets = ",".join(b for b in BUDGETS if b in recipe.budgets)
+        lines.append(
+            f"{recipe.method:<9} {recipe.setting:<15} {recipe.published:>9.1f}  {budgets:<19} "
+            f"{recipe.source}"
+        )
+    return "\n".join(lines)
+
+
+def main(args) -> None:
+    """The CLI's entry (metalearn_course.cli)."""
+    if args.list or args.method is None:
+        print(describe())
+        return
+    try:
+        run(args.method, args.setting, args.budget, args.device, args.out, args.resume, args.seed)
+    except (ValueError, FileExistsError) as error:
+        raise SystemExit(f"reproduce: {error}") from error
+
+
+if __name__ == "__main__":  # python -m metalearn_course.reproduce (e.g. under torchrun)
+    from metalearn_course.cli import main as cli_main
+
+    cli_main(["reproduce", *sys.argv[1:]])

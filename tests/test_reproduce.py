@@ -1,0 +1,138 @@
+"""The `reproduce` command (issue 9): every recipe is complete and cites its table, a quick run
+writes its results and checkpoint, refuses to overwrite them, resumes, and runs under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from metalearn_course import reproduce
+from metalearn_course.cli import main as cli
+from metalearn_course.train import read_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize(
+    "recipe", reproduce.RECIPES.values(), ids=lambda r: f"{r.method}-{r.setting}"
+)
+def test_recipe_is_complete(recipe):
+    assert recipe.method in reproduce.METHODS
+    assert {"paper", "quick"} <= recipe.budgets.keys() <= set(reproduce.BUDGETS)
+    assert "arXiv:" in recipe.source and "Table" in recipe.source
+    assert 0 < recipe.published <= 100
+    assert recipe.setting == f"omniglot-{recipe.way}w{recipe.shot}s"
+    for name, budget in recipe.budgets.items():
+        assert budget.steps >= 1 and budget.lr > 0, name
+        assert budget.test_episodes >= (20 if name == "quick" else 600), name
+        reproduce.schedule_factor(budget, 0)  # a known schedule
+        model = reproduce.METHODS[recipe.method](recipe, budget)
+        assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_list_names_every_recipe(capsys):
+    cli(["reproduce", "--list"])
+    listing = capsys.readouterr().out
+    for method, setting in reproduce.RECIPES:
+        assert any(method in line and setting in line for line in listing.splitlines())
+
+
+def test_schedules():
+    budget = reproduce.Budget(steps=100, lr=1.0, schedule="halve2000")
+    assert reproduce.schedule_factor(budget, 1999) == 1.0
+    assert reproduce.schedule_factor(budget, 4000) == 0.25
+    cosine = reproduce.Budget(steps=100, lr=1.0, schedule="cosine")
+    assert reproduce.schedule_factor(cosine, 0) == pytest.approx(0.2)  # warm-up over 5 steps
+    assert reproduce.schedule_factor(cosine, 99) < 0.01
+    with pytest.raises(ValueError, match="schedule='linear'"):
+        reproduce.schedule_factor(reproduce.Budget(1, 1.0, schedule="linear"), 0)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["relationnet"], "not reproducible yet"),
+        (["maml", "--setting", "omniglot-3w1s"], "no setting 'omniglot-3w1s'"),
+        (["maml", "--setting", "omniglot-20w1s", "--budget", "book"], "no 'book' budget"),
+    ],
+)
+def test_bad_requests_are_clear_errors(argv, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        cli(["reproduce", *argv, "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on a machine without CUDA"
+)
+def test_missing_cuda_names_the_flag(tmp_path):
+    with pytest.raises(SystemExit, match=r"--device cuda: .*no CUDA GPU.*'cpu'"):
+        cli(["reproduce", "maml", "--budget", "quick", "--device", "cuda", "--out", str(tmp_path)])
+
+
+def args(out, **overrides):
+    defaults = dict(
+        list=False,
+        method="maml",
+        setting="omniglot-5w1s",
+        budget="quick",
+        device="cpu",
+        out=out,
+        resume=False,
+        seed=0,
+    )
+    return SimpleNamespace(**{**defaults, **overrides})
+
+
+def test_quick_run_writes_results_refuses_overwrite_and_resumes(tmp_path, capsys):
+    out = tmp_path / "maml"
+    reproduce.main(args(out))
+    results = json.loads((out / "results.json").read_text())
+    assert results["method"] == "maml" and results["budget"] == "quick"
+    assert results["test_episodes"] == 20 and 0 <= results["accuracy"] <= 1
+    assert results["published"] == 98.7 and "arXiv:1703.03400" in results["source"]
+    assert results["versions"]["torch"] == torch.__version__
+    assert results["config"]["steps"] == 3 and results["device"] == "cpu"
+    assert read_checkpoint(out / "model.pt")["budget"] == "quick"
+    assert read_checkpoint(out / "state.pt")["step"] == 3
+    assert "over 20 test episodes" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit, match="--resume"):  # never overwrites a finished run
+        reproduce.main(args(out))
+    reproduce.main(args(out, resume=True))  # finished: nothing to train, the same evaluation
+    again = json.loads((out / "results.json").read_text())
+    assert again["accuracy"] == results["accuracy"] and again["ci95"] == results["ci95"]
+
+
+def test_protonet_quick_run(tmp_path):
+    out = tmp_path / "protonet"
+    reproduce.main(args(out, method="protonet", setting="omniglot-20w1s"))
+    results = json.loads((out / "results.json").read_text())
+    assert results["setting"] == "omniglot-20w1s" and results["config"]["train_way"] == 60
+    assert 0.05 < results["accuracy"] <= 1  # 20-way: chance is 5%
+
+
+def test_torchrun_splits_the_meta_batch(tmp_path):
+    """Two gloo processes, each with one of the two tasks of the quick meta-batch, train the
+    same model as one process (the DDP equivalence itself: tests/test_distributed.py)."""
+    single, double = tmp_path / "single", tmp_path / "double"
+    reproduce.main(args(single))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "metalearn_course.cli", "reproduce", "maml", "--budget", "quick"]
+    subprocess.run([*command, "--device", "cpu", "--out", str(double)], env=env, check=True)
+    one = json.loads((single / "results.json").read_text())
+    two = json.loads((double / "results.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1
+    assert two["accuracy"] == pytest.approx(one["accuracy"], abs=0.01)
+    a = read_checkpoint(single / "model.pt")["state_dict"]
+    b = read_checkpoint(double / "model.pt")["state_dict"]
+    for name in a:  # conv biases left out: batch norm cancels them (exact gradient 0)
+        if not name.endswith(".0.bias"):
+            torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
