@@ -283,7 +283,8 @@ def run(
         if method in META_BATCHED
         else sampler
     )
-    model = METHODS[method](recipe, plan).to(process.device)
+    # channels-last: faster convolutions on CPUs and GPUs, as in the notebooks
+    model = METHODS[method](recipe, plan).to(process.device, memory_format=torch.channels_last)
     trained = distributed.wrap(model, process)
     optimizer = torch.optim.Adam(trained.parameters(), lr=plan.lr)
     validation: dict[str, Any] = {}

@@ -133,6 +133,10 @@ def test_torchrun_splits_the_meta_batch(tmp_path):
     assert two["accuracy"] == pytest.approx(one["accuracy"], abs=0.01)
     a = read_checkpoint(single / "model.pt")["state_dict"]
     b = read_checkpoint(double / "model.pt")["state_dict"]
-    for name in a:  # conv biases left out: batch norm cancels them (exact gradient 0)
-        if not name.endswith(".0.bias"):
-            torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+    # Close, not equal: Adam's first steps are about lr·sign(g), so a gradient component at
+    # rounding-noise level (float sums in another order) can flip. Conv biases left out: batch
+    # norm cancels them, their whole gradient is such noise. Exact equivalence with SGD:
+    # tests/test_distributed.py.
+    for name in a:
+        if not name.endswith(".0.bias") and a[name].is_floating_point():
+            assert (b[name] - a[name]).norm() <= 1e-2 * a[name].norm(), name
