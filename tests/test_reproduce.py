@@ -24,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 )
 def test_recipe_is_complete(recipe):
     assert recipe.method in reproduce.METHODS
-    assert {"paper", "quick"} <= recipe.budgets.keys() <= set(reproduce.BUDGETS)
+    assert "quick" in recipe.budgets and recipe.budgets.keys() <= set(reproduce.BUDGETS)
+    assert recipe.budgets.keys() & {"paper", "book"}
     assert "arXiv:" in recipe.source and "Table" in recipe.source
     assert 0 < recipe.published <= 100
     assert recipe.setting == f"omniglot-{recipe.way}w{recipe.shot}s"
@@ -110,12 +111,17 @@ def test_quick_run_writes_results_refuses_overwrite_and_resumes(tmp_path, capsys
     assert again["accuracy"] == results["accuracy"] and again["ci95"] == results["ci95"]
 
 
-def test_protonet_quick_run(tmp_path):
-    out = tmp_path / "protonet"
-    reproduce.main(args(out, method="protonet", setting="omniglot-20w1s"))
+@pytest.mark.parametrize("method", ["siamese", "matching", "protonet", "relation"])
+def test_metric_quick_runs(method, tmp_path):
+    out = tmp_path / method
+    reproduce.main(args(out, method=method, setting="omniglot-20w1s"))
     results = json.loads((out / "results.json").read_text())
-    assert results["setting"] == "omniglot-20w1s" and results["config"]["train_way"] == 60
-    assert 0.05 < results["accuracy"] <= 1  # 20-way: chance is 5%
+    assert results["setting"] == "omniglot-20w1s" and results["method"] == method
+    assert (
+        results["config"]["train_way"]
+        == reproduce.RECIPES[method, "omniglot-20w1s"].budgets["book"].train_way
+    )
+    assert 0 <= results["accuracy"] <= 1
 
 
 def test_torchrun_splits_the_meta_batch(tmp_path):
