@@ -428,6 +428,21 @@ def test_vinyals_splits_partition_all_rotated_characters(real_root: Path) -> Non
     assert set(trainval) | set(test) == everything
 
 
+def test_vinyals_splits_share_no_character_and_one_alphabet() -> None:
+    """The split is by character; alphabets are separate too, except Gurmukhi (the docstring of
+    metalearn_course.data.splits, and the book's reproducibility appendix, say so)."""
+    parts = {n: split_classes(n, [], []) for n in ("vinyals-train", "vinyals-val", "vinyals-test")}
+    characters = {n: {parse_class(c)[0] for c in classes} for n, classes in parts.items()}
+    alphabets = {n: {c.split("/")[0] for c in chars} for n, chars in characters.items()}
+    assert [len(characters[n]) for n in parts] == [1028, 172, 423]
+    names = list(parts)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not characters[a] & characters[b], (a, b)
+            expected = {"Gurmukhi"} if {a, b} == {"vinyals-train", "vinyals-test"} else set()
+            assert alphabets[a] & alphabets[b] == expected, (a, b)
+
+
 @needs_real_data
 def test_later_loads_are_fast(real_root: Path) -> None:
     start = time.perf_counter()

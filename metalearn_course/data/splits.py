@@ -6,9 +6,12 @@ Two conventions are common, and they give different numbers, so a results table 
   (30 alphabets, 964 characters) is for learning, ``lake-evaluation`` (20 alphabets, 659
   characters) for testing. No rotations.
 * **Vinyals** (Vinyals et al. 2016, "Matching Networks for One Shot Learning",
-  arXiv:1606.04080): all 1,623 characters are pooled and split by alphabet; then every
-  character is rotated by 0, 90, 180 and 270 degrees, and each rotation counts as a class of its
-  own. That gives 4112 train + 688 val = 4800 trainval, and 1692 test classes. The class lists
+  arXiv:1606.04080): all 1,623 characters are pooled and split into 1,200 for training and
+  validation and 423 for testing; then every character is rotated by 0, 90, 180 and 270
+  degrees, and each rotation counts as a class of its own. The split is by *character*: no
+  character (in any rotation) is on two sides, and the alphabets are too, except one
+  (Gurmukhi: 41 characters in train, 4 in test; tests/test_omniglot.py). That gives 4112 train
+  + 688 val = 4800 trainval, and 1692 test classes. The class lists
   in ``splits/vinyals/`` are those of the prototypical-networks code (Snell et al. 2017,
   github.com/jakesnell/prototypical-networks, MIT license), which most later papers reuse.
 
