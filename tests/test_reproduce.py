@@ -146,3 +146,15 @@ def test_torchrun_splits_the_meta_batch(tmp_path):
     for name in a:
         if not name.endswith(".0.bias") and a[name].is_floating_point():
             assert (b[name] - a[name]).norm() <= 1e-2 * a[name].norm(), name
+
+
+def test_out_of_memory_names_the_flags(tmp_path, monkeypatch):
+    import metalearn_course.train as train
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train, "fit", exhausted)
+    with pytest.raises(SystemExit, match=r"out of memory.*--device cpu"):
+        reproduce.main(args(tmp_path / "oom"))
+    assert not (tmp_path / "oom" / "results.json").exists()
