@@ -13,7 +13,8 @@ export PYTHONHASHSEED := 0
 
 BOOK_PAGES := $(shell find book -name '*.ipynb' -o -name '*.md' -o -name '*.bib' | grep -v _build)
 
-.PHONY: setup data book book-execute test lint unit notebooks browser lab refresh benchmarks clean
+.PHONY: setup data book book-execute test lint unit notebooks browser lab refresh benchmarks clean \
+	lessons-release lessons-autograde lessons-feedback
 
 setup:
 	@bash tools/setup_env.sh
@@ -61,6 +62,21 @@ lab: setup
 
 refresh: setup
 	$(VENV)/bin/metalearn-course refresh $(NB)
+
+# Graded lessons (book/instructors.md): thin wrappers of nbgrader, run in lessons/ with its
+# nbgrader_config.py; LESSON is an assignment folder of lessons/source/. nbgrader calls alembic
+# (the gradebook's migrations) as a program, hence the venv's bin/ on PATH.
+LESSON ?= 01_episodes
+NBGRADER = cd lessons && PATH="$(abspath $(VENV)/bin):$$PATH" $(abspath $(VENV)/bin/nbgrader)
+
+lessons-release: setup
+	$(NBGRADER) generate_assignment $(LESSON) --force
+
+lessons-autograde: setup
+	$(NBGRADER) autograde $(LESSON)
+
+lessons-feedback: setup
+	$(NBGRADER) generate_feedback $(LESSON)
 
 benchmarks: setup
 	$(PY) -m pip install -q -r benchmarks/requirements.txt

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="metalearn-course", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_refresh = commands.add_parser(
-        "refresh", help="re-execute notebooks in place (all of _toc.yml and lessons/ by default)"
+        "refresh",
+        help="re-execute notebooks in place (all of _toc.yml and lessons/source/ by default)",
     )
     p_refresh.add_argument("notebooks", nargs="*", type=Path)
     p_refresh.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
