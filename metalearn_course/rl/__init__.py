@@ -15,6 +15,8 @@ from metalearn_course.rl.bandits import (
     BatchedBandits,
     BernoulliBandit,
     play,
+    play_with_actions,
+    pseudo_regret,
 )
 from metalearn_course.rl.baselines import (
     UCB1,
@@ -48,5 +50,7 @@ __all__ = [
     "finite_horizon_gittins",
     "gittins_index",
     "play",
+    "play_with_actions",
+    "pseudo_regret",
     "train_rl2",
 ]

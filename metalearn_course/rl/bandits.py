@@ -137,18 +137,42 @@ class Agent(Protocol):
 
 
 @torch.no_grad()
-def play(agent: Agent, tasks: BanditTasks, seed: int = 0) -> torch.Tensor:
-    """Run `agent` for a full trial on every task; rewards [B, n]. `seed` seeds the agent's own
-    randomness (exploration, sampling, tie-breaking), not the tasks."""
+def play_with_actions(
+    agent: Agent, tasks: BanditTasks, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `agent` for a full trial on every task: (arms pulled [B, n], rewards [B, n]). `seed`
+    seeds the agent's own randomness (exploration, sampling, tie-breaking), not the tasks."""
     env = BatchedBandits(tasks)
     generator = torch.Generator(device=tasks.device).manual_seed(seed)
     agent.reset(tasks.num_tasks, tasks.arms, tasks.horizon, tasks.device)
-    rewards = []
+    actions, rewards = [], []
     for t in range(tasks.horizon):
-        actions = agent.act(t, generator)
-        rewards.append(env.step(actions))
-        agent.observe(actions, rewards[-1])
-    return torch.stack(rewards, dim=1)
+        actions.append(agent.act(t, generator))
+        rewards.append(env.step(actions[-1]))
+        agent.observe(actions[-1], rewards[-1])
+    return torch.stack(actions, dim=1), torch.stack(rewards, dim=1)
+
+
+def play(agent: Agent, tasks: BanditTasks, seed: int = 0) -> torch.Tensor:
+    """Run `agent` for a full trial on every task; rewards [B, n] (see `play_with_actions`)."""
+    return play_with_actions(agent, tasks, seed)[1]
+
+
+def pseudo_regret(tasks: BanditTasks, actions: torch.Tensor) -> torch.Tensor:
+    """Cumulative pseudo-regret [B, n] of the arms pulled, actions [B, n]:
+
+        R_t = Σ_{s ≤ t} (μ* - μ_{a_s}),       μ* = max_a μ_a,
+
+    the regret without the Bernoulli noise of the rewards (Bubeck & Cesa-Bianchi 2012,
+    arXiv:1204.5721, Sec. 1): R_n = n μ* - Σ_t μ_{a_t}, whose mean over tasks is the oracle's
+    expected total minus the agent's."""
+    if actions.shape != (tasks.num_tasks, tasks.horizon):
+        raise ValueError(
+            f"actions has shape {tuple(actions.shape)}; expected ({tasks.num_tasks},"
+            f" {tasks.horizon}), one arm per task and pull (from play_with_actions)"
+        )
+    gaps = tasks.means.max(dim=1, keepdim=True).values - tasks.means.gather(1, actions)
+    return gaps.cumsum(dim=1)
 
 
 class BernoulliBandit(gymnasium.Env):

@@ -130,13 +130,20 @@ class EpsilonGreedy(Greedy):
 
 
 class UCB1(CountingAgent):
-    def __init__(self, c: float = 1.0):
+    """UCB1; with `beta_prior=True` the statistics start at one success and one failure, as in
+    Duan et al. 2016 (arXiv:1611.02779, Sec. 3.1): mean (1 + s_a) / (2 + n_a) and bonus
+    c · sqrt(2 ln t / (2 + n_a)), and no arm has to be pulled first."""
+
+    def __init__(self, c: float = 1.0, beta_prior: bool = False):
         if c < 0:
             raise ValueError(f"c={c}; use c >= 0 (c = 1 is Auer et al.'s UCB1)")
-        self.c = c
+        self.c, self.beta_prior = c, beta_prior
 
     def scores(self, t: int, generator: torch.Generator) -> torch.Tensor:
         pulls = self.successes + self.failures
+        if self.beta_prior:
+            bonus = self.c * torch.sqrt(2 * math.log(max(t, 1)) / (2 + pulls))
+            return self.posterior_mean() + bonus
         mean = self.successes / pulls.clamp_min(1)
         bonus = self.c * torch.sqrt(2 * math.log(max(t, 1)) / pulls.clamp_min(1))
         return torch.where(pulls == 0, math.inf, mean + bonus)  # every arm once, first
