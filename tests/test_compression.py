@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from test_metric import blob_images
 from torch import nn
 from torch.nn.utils import prune
 
@@ -40,23 +41,13 @@ from metalearn_course.train import fit
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def blob_images(n_classes: int = 12, n_per_class: int = 10, seed: int = 0) -> torch.Tensor:
-    """uint8 [n_classes, n_per_class, 28, 28]: noise 0..59 plus a class-specific 7×7 blob."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 60, (n_classes, n_per_class, 28, 28), generator=generator)
-    for c in range(n_classes):
-        row, col = divmod(c % 12, 4)
-        images[c, :, 7 * row : 7 * row + 7, 7 * col : 7 * col + 7] += 180
-    return images.to(torch.uint8)
-
-
 def batch(n: int = 32, seed: int = 0) -> torch.Tensor:
     """n blob images as float [n, 1, 28, 28] in [0, 1]."""
     return blob_images(n_per_class=math.ceil(n / 12), seed=seed).flatten(0, 1)[:n, None] / 255
 
 
 def sampler(seed: int = 0) -> EpisodeSampler:
-    return EpisodeSampler(blob_images(), way=5, shot=1, queries=3, seed=seed)
+    return EpisodeSampler(blob_images(n_per_class=10), way=5, shot=1, queries=3, seed=seed)
 
 
 def conv4(hidden: int = 16, seed: int = 0) -> Conv4:
