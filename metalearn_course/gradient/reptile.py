@@ -53,23 +53,36 @@ def inner_train(
     inner_steps: int,
     inner_lr: float,
     optimizer: str = "sgd",
+    inner_batch: int | None = None,
 ) -> Params:
-    """φ̃: `inner_steps` full-batch steps of SGD or Adam (β1 = 0) on (x, y) from `params`.
+    """φ̃: `inner_steps` steps of SGD or Adam (β1 = 0) on (x, y) from `params`.
 
+    inner_batch: None: every step on all of (x, y). An int b: step t on the minibatch
+        x[j::n // b] with j = t mod (n // b), as the paper's minibatches (each example once per
+        n // b steps); on a class-major support set with shots divisible by n // b every
+        minibatch holds the same number of examples of each class. b must divide n = len(x).
     The result carries no gradient to `params`: Reptile is first order.
     """
     check_inner_loop(inner_steps, inner_lr)
     check_functional(model)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r}; use one of {OPTIMIZERS}")
+    n = x.shape[0]
+    if inner_batch is not None and not (0 < inner_batch <= n and n % inner_batch == 0):
+        raise ValueError(
+            f"inner_batch={inner_batch} with {n} training examples; use a divisor of {n},"
+            " or None for full-batch steps"
+        )
+    batches = 1 if inner_batch is None else n // inner_batch
 
-    def loss(p: Params) -> torch.Tensor:
-        return loss_fn(functional_call(model, p, (x,)), y)
+    def loss(p: Params, t: int) -> torch.Tensor:
+        j = t % batches  # strided minibatch j: examples j, j + batches, j + 2 batches, ...
+        return loss_fn(functional_call(model, p, (x[j::batches],)), y[j::batches])
 
     params = {k: v.detach() for k, v in params.items()}
     second_moment = {k: torch.zeros_like(v) for k, v in params.items()}
     for t in range(1, inner_steps + 1):
-        grads = grad(loss)(params)
+        grads = grad(loss)(params, t - 1)
         if optimizer == "sgd":
             params = {k: v - inner_lr * grads[k] for k, v in params.items()}
             continue
@@ -93,12 +106,14 @@ def reptile_step(
     outer_lr: float,
     inner_optimizer: str = "sgd",
     batched: bool = True,
+    inner_batch: int | None = None,
 ) -> None:
     """One Reptile meta-update of `model`'s parameters, in place: θ ← θ + ε (mean_i φ̃_i - θ).
 
     support_x, support_y: the tasks' training data with a leading task dimension [T, ...].
     outer_lr: ε; the paper anneals it linearly from 1 to 0 over training.
     batched: the tasks' inner loops run together under vmap; False: a Python loop.
+    inner_batch: minibatch size of the inner steps (see inner_train); None: full batch.
     """
     if not outer_lr > 0:
         raise ValueError(f"outer_lr={outer_lr}; use a step size ε > 0 (at most 1)")
@@ -110,7 +125,9 @@ def reptile_step(
     params = dict(model.named_parameters())
 
     def task(x: torch.Tensor, y: torch.Tensor) -> Params:
-        return inner_train(model, params, x, y, loss_fn, inner_steps, inner_lr, inner_optimizer)
+        return inner_train(
+            model, params, x, y, loss_fn, inner_steps, inner_lr, inner_optimizer, inner_batch
+        )
 
     if batched:
         adapted = vmap(task)(support_x, support_y)
@@ -132,8 +149,12 @@ class Reptile(nn.Module):
     ``optimizer=torch.optim.SGD(method.parameters(), lr=ε)`` each fit step is one Reptile
     update. The query set is used only for this logged loss, never for the update.
 
-    The authors' Omniglot settings: inner Adam, lr 1e-3, 5 steps in training, 50 at test time
-    (eval_inner_steps), ε annealed from 1 to 0, transductive batch norm.
+    The authors' Omniglot settings: inner Adam, lr 1e-3, 5 steps in training on minibatches of
+    10 of 10 examples per class (inner_batch=10, a training sampler with shot=10), 50 at test
+    time (eval_inner_steps), ε annealed from 1 to 0, transductive batch norm.
+    inner_batch, eval_inner_batch: minibatch sizes of the inner steps in training and in eval
+        mode (see inner_train; the authors' 5-way 1-shot command evaluates with minibatches
+        of 5); None: the whole support set at every step.
     """
 
     def __init__(
@@ -146,9 +167,16 @@ class Reptile(nn.Module):
         eval_inner_steps: int | None = None,
         transductive: bool = True,
         batched: bool = True,
+        inner_batch: int | None = None,
+        eval_inner_batch: int | None = None,
     ) -> None:
         super().__init__()
         eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
+        for name, size in (("inner_batch", inner_batch), ("eval_inner_batch", eval_inner_batch)):
+            if size is not None and (
+                isinstance(size, bool) or not isinstance(size, int) or size < 1
+            ):
+                raise ValueError(f"{name}={size!r}; use an int >= 1, or None for full batches")
         check_inner_loop(inner_steps, inner_lr)
         check_inner_loop(eval_inner_steps, inner_lr)
         if inner_optimizer not in OPTIMIZERS:
@@ -157,11 +185,13 @@ class Reptile(nn.Module):
         self.inner_steps, self.eval_inner_steps = inner_steps, eval_inner_steps
         self.inner_lr, self.inner_optimizer = inner_lr, inner_optimizer
         self.transductive, self.batched = transductive, batched
+        self.inner_batch, self.eval_inner_batch = inner_batch, eval_inner_batch
         self._pending: tuple[torch.Tensor, Params] | None = None  # (output, θ - φ̄) for loss
 
     def forward(self, episode: Episode) -> torch.Tensor:
         batched = check_episode(episode)
         steps = self.inner_steps if self.training else self.eval_inner_steps
+        inner_batch = self.inner_batch if self.training else self.eval_inner_batch
         theta = {k: v.detach() for k, v in self.model.named_parameters()}
 
         def task(support_x, support_y, query_x):
@@ -174,6 +204,7 @@ class Reptile(nn.Module):
                 steps,
                 self.inner_lr,
                 self.inner_optimizer,
+                inner_batch,
             )
             return functional_call(self.model, adapted, (query_x,)), adapted
 
