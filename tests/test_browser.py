@@ -2,15 +2,19 @@
 
 Serves ``_build/html`` on 127.0.0.1, opens every page listed in ``_toc.yml`` in headless Chromium
 (Debian's package, driven by Playwright through its executable path: no browser download) and
-checks: HTTP 200, no JavaScript errors, every formula typeset by the locally served MathJax, every
-image loaded, no broken internal link or anchor, and no request leaving the machine.
-A screenshot of a chapter page is saved to ``test-artifacts/``.
+checks: HTTP 200, a title and one top-level heading, no JavaScript errors, every formula typeset by
+the locally served MathJax, every image loaded and described (alt text), no broken internal link
+or anchor, no request leaving the machine, and a page weight (HTML and its images) under
+MAX_PAGE_BYTES. The search page must find the book's pages, and at a phone's width the sidebar
+must fold behind its toggle. Screenshots (a chapter page, the phone layout) are saved to
+``test-artifacts/``.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from html.parser import HTMLParser
@@ -23,6 +27,8 @@ from notebooks import ROOT, toc_files
 pytestmark = pytest.mark.browser
 
 SITE = ROOT / "_build" / "html"
+BOOK_TITLE = "Learning to learn: a hands-on course on meta-learning"
+MAX_PAGE_BYTES = 3 * 2**20  # a page and its images; the largest is about 0.4 MB
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root
@@ -163,6 +169,21 @@ def test_page_renders(browser, site_url, page_path):
             broken.append(href)
     assert not broken, f"{page_path}: broken internal links: {sorted(set(broken))}"
 
+    # A title of its own (not just the book's) and exactly one top-level heading, matching it.
+    title = page.title()
+    assert title.endswith(BOOK_TITLE), f"{page_path}: title {title!r}"
+    headings = page.evaluate(
+        """() => [...document.querySelectorAll('main h1')]
+                   .filter(h => !h.closest('.onlyprint'))
+                   .map(h => h.innerText.replace('#', '').trim())"""
+    )
+    assert len(headings) == 1 and headings[0], f"{page_path}: top-level headings {headings}"
+    assert title.startswith(headings[0][:20]), f"{page_path}: title {title!r}, h1 {headings[0]!r}"
+    assert page.locator("main h2").count() + page.locator("main p").count() > 0, page_path
+
+    weight = page_weight(page_path)
+    assert weight < MAX_PAGE_BYTES, f"{page_path}: {weight / 2**20:.1f} MB with its images"
+
     assert not errors, f"{page_path}: JavaScript errors: {errors}"
     assert not outside, f"{page_path}: requests leaving the machine: {outside}"
 
@@ -172,8 +193,43 @@ def test_page_renders(browser, site_url, page_path):
     context.close()
 
 
-def test_search_page_loads(browser, site_url):
+def page_weight(page_path: str) -> int:
+    """Bytes of a built page and of the local images it shows."""
+    html = SITE / page_path
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]+)"', html.read_text(encoding="utf-8"))
+    images = {(html.parent / unquote(s)).resolve() for s in sources if not s.startswith("data:")}
+    return html.stat().st_size + sum(i.stat().st_size for i in images if i.is_file())
+
+
+@pytest.mark.parametrize("query, expected", [("prototypical", "protonet"), ("episode", "episodes")])
+def test_search_finds_the_pages(browser, site_url, query, expected):
     page = browser.new_page()
-    response = page.goto(urljoin(site_url, "search.html?q=episode"))
+    response = page.goto(urljoin(site_url, f"search.html?q={query}"))
     assert response is not None and response.status == 200
+    # Sphinx's search runs in the page, over searchindex.js: wait for its result list.
+    page.wait_for_selector("#search-results li a", timeout=30_000)
+    found = page.evaluate(
+        "() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)"
+    )
+    assert any(f"{expected}.html" in href for href in found), (query, found[:10])
     page.close()
+
+
+def test_phone_width_folds_the_sidebar(browser, site_url):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    page = context.new_page()
+    page.goto(site_url + "book/02_metric/protonet.html", wait_until="load")
+    toggle = page.locator("button.primary-toggle").filter(visible=True).first
+    assert toggle.count() == 1, "no visible sidebar toggle at a phone's width"
+    sidebar = page.locator("#pst-primary-sidebar")
+    assert not sidebar.is_visible() or sidebar.bounding_box()["x"] < 0, "sidebar not folded"
+    main_width = page.evaluate("() => document.querySelector('main').getBoundingClientRect().width")
+    assert main_width <= 390, f"the text column is {main_width}px wide on a 390px screen"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "phone-protonet.png"))
+    toggle.click()  # at this width the theme opens the navigation as a modal dialog
+    menu = page.locator("#pst-primary-sidebar-modal")
+    menu.wait_for(state="visible", timeout=5_000)
+    assert menu.get_by_role("link", name="Prototypical").count() > 0, "no chapter links in menu"
+    page.screenshot(path=str(ARTIFACTS / "phone-protonet-menu.png"))
+    context.close()
