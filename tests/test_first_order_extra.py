@@ -7,13 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_gradient import WAY
+from test_gradient import random_tasks as gradient_tasks
+from test_gradient import tiny as gradient_tiny
 from torch.func import functional_call
 
 from metalearn_course.data.episodes import Episode
 from metalearn_course.gradient import (
     MAML,
     Reptile,
-    conv4_classifier,
     inner_train,
     reptile_step,
     use_task_batch_norm,
@@ -21,28 +23,16 @@ from metalearn_course.gradient import (
 from metalearn_course.nets import MLP
 from metalearn_course.train import fit
 
-WAY = 3
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conftest.py)
 
 
 def tiny(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return use_task_batch_norm(conv4_classifier(WAY, hidden=4, blocks=2, image_size=8).double())
+    return use_task_batch_norm(gradient_tiny(seed))
 
 
 def random_tasks(tasks: int = 3, shot: int = 4, queries: int = 2, seed: int = 0) -> Episode:
-    """A float64 meta-batch of random-image tasks, class-major like EpisodeSampler's."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def images(n: int) -> torch.Tensor:
-        return torch.randn(tasks, WAY * n, 1, 8, 8, generator=generator, dtype=torch.float64)
-
-    def labels(n: int) -> torch.Tensor:
-        return torch.arange(WAY).repeat_interleave(n).repeat(tasks, 1)
-
-    classes = torch.arange(WAY).repeat(tasks, 1)
-    return Episode(images(shot), labels(shot), images(queries), labels(queries), classes)
+    """test_gradient's random tasks, with 4 shots: class-major like EpisodeSampler's."""
+    return gradient_tasks(tasks, shot, queries, seed)
 
 
 def test_inner_batch_steps_through_strided_minibatches():

@@ -12,30 +12,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_gradient import WAY, tiny
+from test_gradient import random_tasks as gradient_tasks
 
 from metalearn_course.data.episodes import Episode
-from metalearn_course.gradient import ANIL, MAML, MetaSGD, conv4_classifier
+from metalearn_course.gradient import ANIL, MAML, MetaSGD
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-WAY = 3
 
 
-def tiny(seed: int = 0):
-    torch.manual_seed(seed)
-    return conv4_classifier(WAY, hidden=4, blocks=2, image_size=8).double()
-
-
-def random_tasks(tasks: int = 2, shot: int = 2, queries: int = 3, seed: int = 0) -> Episode:
-    generator = torch.Generator().manual_seed(seed)
-
-    def images(n: int) -> torch.Tensor:
-        return torch.randn(tasks, WAY * n, 1, 8, 8, generator=generator, dtype=torch.float64)
-
-    def labels(n: int) -> torch.Tensor:
-        return torch.arange(WAY).repeat_interleave(n).repeat(tasks, 1)
-
-    classes = torch.arange(WAY).repeat(tasks, 1)
-    return Episode(images(shot), labels(shot), images(queries), labels(queries), classes)
+def random_tasks(tasks: int = 2, **kwargs) -> Episode:
+    return gradient_tasks(tasks, **kwargs)
 
 
 def test_conv_bias_before_batch_norm_gets_no_rate_gradient():
