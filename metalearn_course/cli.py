@@ -11,7 +11,9 @@ evaluates one method at a paper's or the book's budget (``--list`` shows the rec
 outputs (what the book publishes and what nbval compares against) come from the current code.
 Without arguments it refreshes every notebook listed in ``_toc.yml`` and every lesson notebook
 in ``lessons/source/``. Run it from the repository root, in the project's virtualenv
-(``make refresh``).
+(``make refresh``). Each refreshed notebook records the machine it ran on (``machine()``) in
+``metadata.metalearn.executed_on``: float results depend on the CPU's vector instructions, so the
+test suite compares stored numbers digit for digit only on the same kind of machine.
 """
 
 from __future__ import annotations
@@ -47,6 +49,33 @@ def toc_notebooks(root: Path) -> list[Path]:
     return notebooks + [nb for nb in lessons if ".ipynb_checkpoints" not in nb.parts]
 
 
+def machine() -> dict[str, str]:
+    """What stored float outputs depend on besides the code and the seeds.
+
+    Training is deterministic on one machine, but the CPU kernels of ATen, oneDNN and MKL are
+    chosen by the instruction set (AVX2, AVX-512, ...) and differ in rounding, so a run on
+    another CPU takes a slightly different trajectory: same accuracy within its interval, other
+    last digits. The thread count splits reductions differently, and torch itself may change
+    kernels between versions.
+    """
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {
+        "cpu": cpu,
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+    }
+
+
 def refresh(paths: list[Path], timeout: int = 1800) -> None:
     """Execute each notebook top to bottom and write its outputs back in place."""
     import nbformat
@@ -67,6 +96,7 @@ def refresh(paths: list[Path], timeout: int = 1800) -> None:
             resources={"metadata": {"path": str(path.parent)}},
         )
         client.execute()
+        nb.metadata.setdefault("metalearn", {})["executed_on"] = machine()
         nbformat.write(nb, path)
         print(f"refreshed {path} in {time.perf_counter() - start:.1f} s", flush=True)
 
