@@ -51,8 +51,11 @@ def test_schedules():
     cosine = reproduce.Budget(steps=100, lr=1.0, schedule="cosine")
     assert reproduce.schedule_factor(cosine, 0) == pytest.approx(0.2)  # warm-up over 5 steps
     assert reproduce.schedule_factor(cosine, 99) < 0.01
-    with pytest.raises(ValueError, match="schedule='linear'"):
-        reproduce.schedule_factor(reproduce.Budget(1, 1.0, schedule="linear"), 0)
+    linear = reproduce.Budget(steps=100, lr=1.0, schedule="linear")  # Reptile's ε
+    assert reproduce.schedule_factor(linear, 0) == 1.0
+    assert reproduce.schedule_factor(linear, 75) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="schedule='exponential'"):
+        reproduce.schedule_factor(reproduce.Budget(1, 1.0, schedule="exponential"), 0)
 
 
 @pytest.mark.parametrize(
@@ -158,3 +161,33 @@ def test_out_of_memory_names_the_flags(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=r"out of memory.*--device cpu"):
         reproduce.main(args(tmp_path / "oom"))
     assert not (tmp_path / "oom" / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    "method, setting",
+    [("reptile", "omniglot-5w1s"), ("metasgd", "omniglot-5w1s"), ("anil", "omniglot-20w1s")],
+)
+def test_later_gradient_quick_runs(method, setting, tmp_path):
+    out = tmp_path / method
+    reproduce.main(args(out, method=method, setting=setting))
+    results = json.loads((out / "results.json").read_text())
+    assert results["method"] == method and results["test_episodes"] == 20
+    assert 0 <= results["accuracy"] <= 1 and "Table" in results["source"]
+
+
+def test_outer_optimizers():
+    """Reptile's step is SGD at rate ε on θ - φ̄; Meta-SGD's α gets its own Adam rate."""
+    reptile = reproduce.RECIPES["reptile", "omniglot-5w1s"]
+    plan = reptile.budgets["paper"]
+    optimizer = reproduce.outer_optimizer(reproduce.METHODS["reptile"](reptile, plan), plan)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["lr"] == 1.0
+    assert reproduce.schedule_factor(plan, plan.steps - 1) == pytest.approx(1 / plan.steps)
+
+    metasgd = reproduce.RECIPES["metasgd", "omniglot-5w1s"]
+    plan = metasgd.budgets["book"]
+    model = reproduce.METHODS["metasgd"](metasgd, plan)
+    optimizer = reproduce.outer_optimizer(model, plan)
+    theta, alpha = optimizer.param_groups
+    assert (theta["lr"], alpha["lr"]) == (plan.lr, plan.alpha_lr) == (3e-3, 0.01)
+    assert len(theta["params"]) + len(alpha["params"]) == len(list(model.parameters()))
+    assert {id(p) for p in alpha["params"]} == {id(p) for p in model.alpha.parameters()}
