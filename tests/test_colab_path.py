@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -40,6 +41,13 @@ def run(*command: str | Path, **kwargs) -> subprocess.CompletedProcess:
 def colab(tmp_path_factory) -> tuple[Path, Path]:
     """(python of a fresh venv with Colab's packages, the course's wheel)."""
     where = tmp_path_factory.mktemp("colab")
+    # Built from a copy of what the wheel is made of: setuptools leaves build/ and *.egg-info
+    # beside the sources, which must not appear in the checkout.
+    source = where / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "metalearn_course", source / "metalearn_course", ignore=ignore)
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / part, source / part)
     run(
         sys.executable,
         "-m",
@@ -50,7 +58,7 @@ def colab(tmp_path_factory) -> tuple[Path, Path]:
         "-q",
         "-w",
         where / "dist",
-        ROOT,
+        source,
     )
     (wheel,) = (where / "dist").glob("metalearn_course-*.whl")
     venv.create(where / "venv", with_pip=True)
