@@ -288,6 +288,20 @@ def _recipes() -> dict[tuple[str, str], Recipe]:
                     meta_batch=4,
                     eval_inner_steps=2,
                 )
+            if method == "fomaml" and five_way:
+                # book/03_gradient/first_order_omniglot.ipynb: five inner steps of 0.1 (the
+                # first-order direction is poor at MAML's one step of 0.4), 5 at test time.
+                budgets["book"] = Budget(
+                    steps=400,
+                    lr=3e-3,
+                    schedule="cosine",
+                    train_shot=1,
+                    train_queries=5,
+                    meta_batch=4,
+                    inner_steps=5,
+                    inner_lr=0.1,
+                    eval_inner_steps=5,
+                )
             recipes.append(
                 Recipe(
                     method,
