@@ -92,6 +92,24 @@ def test_global_pruning_reaches_the_requested_sparsity_over_all_layers():
         global_magnitude_prune(conv4(), 1.0)
 
 
+def test_global_pruning_works_on_channels_last_weights_and_matches_torch():
+    # The channels_last layout (faster CPU convolutions) made torch's global_unstructured fail
+    # in parameters_to_vector (.view(-1) of a non-contiguous weight); the masks must be those
+    # of torch's global L1 pruning of the same, contiguous, network.
+    net, reference = conv4(), conv4()
+    net.to(memory_format=torch.channels_last)
+    assert not convs(net)[1].weight.is_contiguous()
+    global_magnitude_prune(net, 0.6)
+    pairs = [(c, "weight") for c in convs(reference)]
+    prune.global_unstructured(pairs, pruning_method=prune.L1Unstructured, amount=0.6)
+    for conv, ref in zip(convs(net), convs(reference), strict=True):
+        assert torch.equal(conv.weight_mask, ref.weight_mask)
+    global_magnitude_prune(net, 0.8)  # a second round keeps the first round's zeros
+    assert abs(sparsity(net) - 0.8) <= 1 / sum(c.weight.numel() for c in convs(net))
+    for conv, ref in zip(convs(net), convs(reference), strict=True):
+        assert torch.all(conv.weight_mask <= ref.weight_mask)
+
+
 def test_channel_pruning_removes_the_lowest_norm_filters_of_every_layer():
     net, reference = conv4(), conv4()
     channel_prune(net, 0.25)
@@ -173,6 +191,20 @@ def test_the_physically_smaller_network_gives_the_same_outputs(train_mode):
     # hence identical ProtoNet logits: zero dimensions add nothing to a distance
     episode = sampler().sample()
     assert torch.allclose(ProtoNet(small)(episode), ProtoNet(net)(episode), atol=1e-4)
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_the_physically_smaller_network_keeps_the_mode_of_the_original(train_mode):
+    # Called on an eval-mode encoder (a trained model), the result is used as it comes: its new
+    # batch norms must not be in training mode (batch statistics, different outputs).
+    net = conv4().train(train_mode)
+    channel_prune(net, 0.5)
+    small = remove_pruned_channels(net)
+    assert all(m.training == train_mode for m in small.modules())
+    if not train_mode:
+        alive = convs(net)[-1].weight_mask.flatten(1).any(dim=1)
+        with torch.no_grad():
+            assert torch.allclose(small(batch()), net(batch())[:, alive], atol=1e-5)
 
 
 def test_remove_pruned_channels_needs_a_conv4():

@@ -77,8 +77,19 @@ def global_magnitude_prune(module: nn.Module, sparsity: float) -> nn.Module:
             f"sparsity={sparsity} but {already / total:.3f} of the weights are pruned already;"
             " masks only grow: prune a copy of the unpruned network to get a lower sparsity"
         )
-    # An integer amount counts weights among those still unpruned (PruningContainer semantics).
-    prune.global_unstructured(pairs, pruning_method=prune.L1Unstructured, amount=target - already)
+    # The global threshold by hand rather than with prune.global_unstructured, whose
+    # parameters_to_vector calls .view(-1) and fails on channels_last weights (the layout that
+    # makes CPU convolutions faster). Same rule: the `target - already` smallest |w| among the
+    # weights still unpruned are pruned, then each layer gets its slice of the global mask.
+    weights = [getattr(m, n).detach() for m, n in pairs]
+    scores = torch.cat([w.abs().reshape(-1) for w in weights])
+    keep = torch.cat([_mask(m, n).reshape(-1) for m, n in pairs]) != 0
+    alive = keep.nonzero().flatten()
+    smallest = torch.topk(scores[alive], target - already, largest=False).indices
+    keep[alive[smallest]] = False
+    for (layer, name), part in zip(pairs, keep.split([w.numel() for w in weights]), strict=True):
+        weight = getattr(layer, name)
+        prune.custom_from_mask(layer, name, mask=part.reshape(weight.shape).to(weight.dtype))
     return module
 
 
@@ -232,6 +243,10 @@ def remove_pruned_channels(encoder: Conv4) -> Conv4:
             new_bn.running_mean.copy_(bn.running_mean[keep])
             new_bn.running_var.copy_(bn.running_var[keep])
             new_bn.num_batches_tracked.copy_(bn.num_batches_tracked)
+        # the new layers take the mode of the ones they replace (a fresh module is in training
+        # mode: an eval-mode encoder would otherwise come back with batch norms using batch
+        # statistics, and compute something else than the encoder it was made from)
+        new_conv.train(conv.training), new_bn.train(bn.training)
         block[0], block[1] = new_conv.to(conv.weight.device), new_bn.to(conv.weight.device)
         keep_in = keep
     small.hidden = len(keep_in)
