@@ -113,46 +113,23 @@ def _siamese(recipe: Recipe, budget: Budget) -> nn.Module:
     return SiameseNet(Conv4(pooled=2), 64 * 7 * 7)  # two max-pools fewer: 64 × 7 × 7 features
 
 
-def _maml(first_order: bool):
-    def build(recipe: Recipe, budget: Budget) -> nn.Module:
-        from metalearn_course.gradient import MAML, conv4_classifier
+def _maml_family(name: str, **options: Any):
+    """MAML (first-order with first_order=True), Meta-SGD or ANIL: the class `name` of
+    metalearn_course.gradient on the Conv4 classifier, with the budget's inner loop."""
 
-        return MAML(
-            conv4_classifier(way=recipe.way, hidden=64),
+    def build(recipe: Recipe, budget: Budget) -> nn.Module:
+        from metalearn_course import gradient
+
+        return getattr(gradient, name)(
+            gradient.conv4_classifier(way=recipe.way, hidden=64),
             budget.inner_steps,
             budget.inner_lr,
-            first_order=first_order,
             eval_inner_steps=budget.eval_inner_steps,
             batched=False,  # the loop over tasks: faster than vmap on a CPU, the same result
+            **options,
         )
 
     return build
-
-
-def _metasgd(recipe: Recipe, budget: Budget) -> nn.Module:
-    from metalearn_course.gradient import MetaSGD, conv4_classifier
-
-    model = conv4_classifier(way=recipe.way, hidden=64)
-    return MetaSGD(
-        model,
-        budget.inner_steps,
-        budget.inner_lr,
-        eval_inner_steps=budget.eval_inner_steps,
-        batched=False,
-    )
-
-
-def _anil(recipe: Recipe, budget: Budget) -> nn.Module:
-    from metalearn_course.gradient import ANIL, conv4_classifier
-
-    model = conv4_classifier(way=recipe.way, hidden=64)
-    return ANIL(
-        model,
-        budget.inner_steps,
-        budget.inner_lr,
-        eval_inner_steps=budget.eval_inner_steps,
-        batched=False,
-    )
 
 
 def _reptile(recipe: Recipe, budget: Budget) -> nn.Module:
@@ -175,11 +152,11 @@ METHODS = {
     "matching": _matching,
     "protonet": _protonet,
     "relation": _relation,
-    "maml": _maml(False),
-    "fomaml": _maml(True),
+    "maml": _maml_family("MAML"),
+    "fomaml": _maml_family("MAML", first_order=True),
     "reptile": _reptile,
-    "metasgd": _metasgd,
-    "anil": _anil,
+    "metasgd": _maml_family("MetaSGD"),
+    "anil": _maml_family("ANIL"),
 }
 # trained on meta-batches of tasks (train.fit + meta_batches)
 META_BATCHED = {"maml", "fomaml", "reptile", "metasgd", "anil"}
