@@ -172,6 +172,37 @@ def _quick(budget: Budget) -> Budget:
     )
 
 
+def _maml_paper_budget(five_way: bool) -> Budget:
+    """Finn et al. 2017 (arXiv:1703.03400), Omniglot: Conv4 with 64 filters; 5-way: meta-batch
+    32, α = 0.4, 1 inner step (3 at test); 20-way: meta-batch 16, α = 0.1, 5 steps; Adam at 1e-3
+    for 60,000 meta-iterations."""
+    return Budget(
+        steps=60_000,
+        lr=1e-3,
+        train_queries=1,
+        meta_batch=32 if five_way else 16,
+        inner_steps=1 if five_way else 5,
+        eval_inner_steps=3 if five_way else 5,
+        inner_lr=0.4 if five_way else 0.1,
+    )
+
+
+# The MAML family's book budgets (book/03_gradient/): one 5-way model trained on 1-shot tasks of
+# 5 queries per class, 4 tasks per meta-iteration, Adam with warm-up and cosine decay, used for
+# both 5-way settings; test-time steps as chosen in the notebooks on the validation classes.
+_BOOK = Budget(steps=1, lr=3e-3, schedule="cosine", train_shot=1, train_queries=5, meta_batch=4)
+MAML_FAMILY_BOOK = {
+    "maml": dataclasses.replace(_BOOK, steps=1100, eval_inner_steps=2),  # maml_omniglot
+    # first_order_omniglot: five inner steps of 0.1 (the first-order direction is poor at
+    # MAML's one step of 0.4), 5 at test time
+    "fomaml": dataclasses.replace(
+        _BOOK, steps=400, inner_steps=5, inner_lr=0.1, eval_inner_steps=5
+    ),
+    "metasgd": dataclasses.replace(_BOOK, steps=300, alpha_lr=0.01),  # metasgd_anil_omniglot
+    "anil": dataclasses.replace(_BOOK, steps=400, inner_steps=5, inner_lr=0.2),
+}
+
+
 def _recipes() -> dict[tuple[str, str], Recipe]:
     recipes: list[Recipe] = []
     # The metric learners: the paper budget is the long schedule of Snell et al. 2017
@@ -233,9 +264,7 @@ def _recipes() -> dict[tuple[str, str], Recipe]:
             )
         source = "Sung et al. 2018 (arXiv:1711.06025), Table 1"
         recipes.append(Recipe("relation", f"omniglot-{setting}", source, published, budgets))
-    # Finn et al. 2017 (arXiv:1703.03400), Table 1, Omniglot: Conv4 with 64 filters; 5-way:
-    # meta-batch 32, α = 0.4, 1 inner step (3 at test); 20-way: meta-batch 16, α = 0.1, 5 steps;
-    # Adam at 1e-3 for 60,000 meta-iterations. The first-order rows are the paper's too.
+    # Finn et al. 2017 (arXiv:1703.03400), Table 1; the first-order rows are the paper's too.
     finn = {
         "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
         "fomaml": {"5w1s": 98.3, "5w5s": 99.2, "20w1s": 89.4, "20w5s": 97.9},
@@ -243,42 +272,9 @@ def _recipes() -> dict[tuple[str, str], Recipe]:
     for method, table in finn.items():
         for setting, published in table.items():
             five_way = setting.startswith("5w")
-            paper = Budget(
-                steps=60_000,
-                lr=1e-3,
-                train_queries=1,
-                meta_batch=32 if five_way else 16,
-                inner_steps=1 if five_way else 5,
-                eval_inner_steps=3 if five_way else 5,
-                inner_lr=0.4 if five_way else 0.1,
-            )
-            budgets = {"paper": paper}
-            if method == "maml" and five_way:
-                # book/03_gradient/maml_omniglot.ipynb: one 1-shot model for both settings,
-                # 2 test-time steps (chosen there on the validation classes).
-                budgets["book"] = Budget(
-                    steps=1100,
-                    lr=3e-3,
-                    schedule="cosine",
-                    train_shot=1,
-                    train_queries=5,
-                    meta_batch=4,
-                    eval_inner_steps=2,
-                )
-            if method == "fomaml" and five_way:
-                # book/03_gradient/first_order_omniglot.ipynb: five inner steps of 0.1 (the
-                # first-order direction is poor at MAML's one step of 0.4), 5 at test time.
-                budgets["book"] = Budget(
-                    steps=400,
-                    lr=3e-3,
-                    schedule="cosine",
-                    train_shot=1,
-                    train_queries=5,
-                    meta_batch=4,
-                    inner_steps=5,
-                    inner_lr=0.1,
-                    eval_inner_steps=5,
-                )
+            budgets = {"paper": _maml_paper_budget(five_way)}
+            if five_way:
+                budgets["book"] = MAML_FAMILY_BOOK[method]
             recipes.append(
                 Recipe(
                     method,
@@ -326,9 +322,9 @@ def _later_gradient_recipes() -> list[Recipe]:
         if five_way:
             budgets["book"] = dataclasses.replace(
                 paper,
-                steps=REPTILE_BOOK_STEPS,
+                steps=100,  # book/03_gradient/first_order_omniglot.ipynb
                 inner_lr=3e-3,
-                eval_inner_steps=REPTILE_BOOK_TEST_STEPS[setting],
+                eval_inner_steps=5,  # chosen there on the validation classes, both settings
             )
         source = "Nichol et al. 2018 (arXiv:1803.02999), Table 1, Reptile + Transduction"
         recipes.append(Recipe("reptile", f"omniglot-{setting}", source, published, budgets))
@@ -339,20 +335,6 @@ def _later_gradient_recipes() -> list[Recipe]:
     # Raghu et al. 2020 (arXiv:1909.09157), Table 2: ANIL on 20-way Omniglot only; the paper
     # budget is MAML's 20-way schedule, which ANIL follows with the inner loop on the head.
     raghu = {"20w1s": 96.2, "20w5s": 98.0}
-    book = {
-        "metasgd": Budget(
-            steps=300, lr=3e-3, schedule="cosine", alpha_lr=0.01, train_shot=1, meta_batch=4
-        ),
-        "anil": Budget(
-            steps=400,
-            lr=3e-3,
-            schedule="cosine",
-            train_shot=1,
-            meta_batch=4,
-            inner_steps=5,
-            inner_lr=0.2,
-        ),
-    }
     tables = {
         "metasgd": ("Li et al. 2017 (arXiv:1707.09835), Table 1", li),
         "anil": ("Raghu et al. 2020 (arXiv:1909.09157), Table 2", raghu),
@@ -360,26 +342,12 @@ def _later_gradient_recipes() -> list[Recipe]:
     for method, (source, table) in tables.items():
         for setting, published in table.items():
             five_way = setting.startswith("5w")
-            budgets = {
-                "paper": Budget(
-                    steps=60_000,
-                    lr=1e-3,
-                    train_queries=1,
-                    meta_batch=32 if five_way else 16,
-                    inner_steps=1 if five_way else 5,
-                    eval_inner_steps=3 if five_way else 5,
-                    inner_lr=0.4 if five_way else 0.1,
-                )
-            }
+            budgets = {"paper": _maml_paper_budget(five_way)}
             if five_way:
-                budgets["book"] = book[method]
+                budgets["book"] = MAML_FAMILY_BOOK[method]
             recipes.append(Recipe(method, f"omniglot-{setting}", source, published, budgets))
     return recipes
 
-
-# What book/03_gradient/first_order_omniglot.ipynb runs and chose on the validation classes.
-REPTILE_BOOK_STEPS = 100
-REPTILE_BOOK_TEST_STEPS = {"5w1s": 5, "5w5s": 5}
 
 RECIPES = _recipes()
 
