@@ -65,8 +65,11 @@ def machine() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     return {
         "cpu": cpu,
@@ -119,7 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_reproduce.add_argument("method", nargs="?", help="e.g. maml, fomaml, protonet (see --list)")
     p_reproduce.add_argument("--list", action="store_true", help="list the recipes and exit")
-    p_reproduce.add_argument("--setting", default="omniglot-5w1s", help="e.g. omniglot-20w5s")
+    p_reproduce.add_argument(
+        "--setting", help="e.g. omniglot-20w5s, bandits-k10n100 (default: the method's first)"
+    )
     p_reproduce.add_argument(
         "--budget", default="book", choices=["paper", "book", "quick"], help="default: book"
     )

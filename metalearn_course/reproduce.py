@@ -3,6 +3,7 @@
     metalearn-course reproduce --list
     metalearn-course reproduce maml --setting omniglot-5w1s --budget book
     metalearn-course reproduce protonet --setting omniglot-20w1s --budget paper --device cuda
+    metalearn-course reproduce rl2 --setting bandits-k10n100 --budget book
     torchrun --nproc_per_node=4 -m metalearn_course.cli reproduce maml --budget paper
 
 Every runnable configuration is a `Recipe` in `RECIPES`, each citing the paper and table whose
@@ -13,11 +14,16 @@ setting it reproduces. A recipe has three budgets:
   book   what the chapter's notebook runs on a laptop CPU; gives the notebook's numbers.
   quick  a few steps and 20 test episodes: a smoke test that the whole path runs.
 
-A run trains with the shared loop (`train.fit`, resumable: ``--resume`` continues a run that was
-stopped), evaluates with the shared protocol (`evaluate.few_shot_accuracies` on the seeded test
-episodes every chapter uses, 15 queries per class), and writes to ``--out``: ``results.json``
-(accuracy and 95% CI, budget, device, commit, wall time, library versions), ``model.pt`` (the
-trained weights, `train.load_checkpoint`) and ``state.pt`` (the training state, for --resume).
+A few-shot run trains with the shared loop (`train.fit`, resumable: ``--resume`` continues a
+run that was stopped) and evaluates with the shared protocol (`evaluate.few_shot_accuracies` on
+the seeded test episodes every chapter uses, 15 queries per class). Two recipes are not
+few-shot classification: MANN (`SequenceBudget`) is trained with the same loop on label
+sequences and scored by accuracy at the k-th presentation of a class (`instance_accuracy`), and
+RL² (`BanditBudget`) is trained with PPO (`rl.train_rl2`, resumable too) and scored by the total
+reward of a trial on the seeded evaluation tasks of the meta-RL chapter. Every run writes to
+``--out``: ``results.json`` (the score and its 95% CI, budget, device, commit, wall time,
+library versions), ``model.pt`` (the trained weights, `train.load_checkpoint`) and
+``state.pt`` (the training state, for --resume).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import datetime
 import json
 import math
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -68,22 +75,47 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class SequenceBudget:
+    """MANN on Omniglot label sequences (book/04_memory/mann_omniglot): Adam on batches of
+    `batch` episodes of way × 10 presentations; `test_batches` batches of 100 test episodes."""
+
+    steps: int
+    lr: float = 3e-3
+    batch: int = 16
+    hidden: int = 200  # controller LSTM units
+    slots: int = 128  # memory rows
+    width: int = 40  # numbers per memory row
+    heads: int = 4  # read heads
+    write: str = "key"  # "key" (the paper) or "add" (an NTM-style add vector)
+    test_batches: int = 10
+
+
+@dataclass(frozen=True)
+class BanditBudget:
+    """RL² on Bernoulli bandits (book/05_rl/): PPO as configured by `config` (its arms and
+    horizon are the setting's), scored on evaluation tasks with seeds 0 .. eval_tasks - 1."""
+
+    config: Any  # rl.RL2Config (imported lazily with the rest of the RL code)
+    eval_tasks: int = 1000
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One method in one setting, with its budgets and the published number it reproduces."""
 
     method: str  # a key of METHODS
-    setting: str  # "omniglot-{N}w{K}s"
+    setting: str  # "omniglot-{N}w{K}s", "omniglot-{N}w-sequences" or "bandits-k{k}n{n}"
     source: str  # paper, arXiv id and table
-    published: float  # test accuracy in percent, as printed in the paper
-    budgets: dict[str, Budget] = field(default_factory=dict)
+    published: float  # as printed in the paper: accuracy in percent, or RL²'s total reward
+    budgets: dict[str, Budget | SequenceBudget | BanditBudget] = field(default_factory=dict)
 
     @property
     def way(self) -> int:
-        return int(self.setting.split("-")[1].split("w")[0])
+        return int(re.match(r"omniglot-(\d+)w", self.setting)[1])
 
     @property
     def shot(self) -> int:
-        return int(self.setting.split("w")[1].rstrip("s"))
+        return int(re.fullmatch(r"omniglot-\d+w(\d+)s", self.setting)[1])
 
 
 def _protonet(recipe: Recipe, budget: Budget) -> nn.Module:
@@ -147,6 +179,20 @@ def _reptile(recipe: Recipe, budget: Budget) -> nn.Module:
     )
 
 
+def _mann(recipe: Recipe, budget: SequenceBudget) -> nn.Module:
+    from metalearn_course.memory import MANN
+
+    return MANN(
+        recipe.way,
+        hidden=budget.hidden,
+        slots=budget.slots,
+        width=budget.width,
+        heads=budget.heads,
+        write=budget.write,
+    )
+
+
+# The model of each method (RL²'s policy is built by rl.train_rl2 itself).
 METHODS = {
     "siamese": _siamese,
     "matching": _matching,
@@ -157,6 +203,7 @@ METHODS = {
     "reptile": _reptile,
     "metasgd": _maml_family("MetaSGD"),
     "anil": _maml_family("ANIL"),
+    "mann": _mann,
 }
 # trained on meta-batches of tasks (train.fit + meta_batches)
 META_BATCHED = {"maml", "fomaml", "reptile", "metasgd", "anil"}
@@ -289,6 +336,7 @@ def _recipes() -> dict[tuple[str, str], Recipe]:
     for recipe in recipes:
         base = recipe.budgets["book"] if "book" in recipe.budgets else recipe.budgets["paper"]
         recipe.budgets.setdefault("quick", _quick(base))
+    recipes += _mann_and_rl2_recipes()
     return {(r.method, r.setting): r for r in recipes}
 
 
@@ -349,13 +397,72 @@ def _later_gradient_recipes() -> list[Recipe]:
     return recipes
 
 
+def _mann_and_rl2_recipes() -> list[Recipe]:
+    """The memory-based and meta-RL recipes, which are not few-shot classification."""
+    from metalearn_course.rl import RL2Config
+
+    # Santoro et al. 2016 (arXiv:1605.06065), Table 1, MANN (LRUA), 5 classes: accuracy at the
+    # 2nd presentation of a class (82.8%; the 5th: 94.9%). The paper's own split and
+    # augmentation are not reproduced: the course uses the Vinyals split, as everywhere. Paper
+    # budget: the architecture of the widely used reproduction (128 slots × 40, 4 heads, a
+    # 200-unit controller, the key written); its length, 10,000 steps of 16 episodes, is the
+    # course's choice, not a number from the paper.
+    mann = {
+        "paper": SequenceBudget(steps=10_000),
+        "book": SequenceBudget(steps=400, slots=32, heads=1, write="add"),  # mann_omniglot
+        "quick": SequenceBudget(steps=3, slots=32, heads=1, write="add", test_batches=1),
+    }
+    recipes = [
+        Recipe(
+            "mann",
+            "omniglot-5w-sequences",
+            "Santoro et al. 2016 (arXiv:1605.06065), Table 1, MANN (LRUA), 2nd presentation",
+            82.8,
+            mann,
+        )
+    ]
+    # Duan et al. 2016 (arXiv:1611.02779), Table 1, RL²: total reward per trial, mean over
+    # 1,000 tasks. Book budget: the meta-RL chapter's notebooks (rl2_bandits for k = 5,
+    # n = 100, with 128 trials per update; bandit_table for the others, with 64). Paper budget:
+    # the paper's 256 GRU units, 250,000 pulls per batch, γ = 0.99, GAE λ = 0.3 and sampled
+    # rewards, trained with the course's PPO instead of TRPO for 1,000 updates (the course's
+    # choice; the paper's number of iterations is not restated here).
+    duan = {(5, 10): 6.7, (10, 10): 6.7, (5, 100): 78.7, (10, 100): 83.5}
+    duan |= {(5, 500): 401.6, (10, 500): 432.5}
+    for (k, n), published in duan.items():
+        paper = RL2Config(
+            arms=k,
+            horizon=n,
+            hidden=256,
+            tasks_per_update=250_000 // n,
+            updates=1000,
+            gamma=0.99,
+            gae_lambda=0.3,
+            expected_rewards=False,
+        )
+        trials = 128 if (k, n) == (5, 100) else 64
+        book = RL2Config(arms=k, horizon=n, tasks_per_update=trials, minibatches=trials // 32)
+        quick = RL2Config(arms=k, horizon=n, tasks_per_update=16, updates=3)
+        budgets = {"paper": BanditBudget(paper), "quick": BanditBudget(quick, eval_tasks=100)}
+        if n <= 100:
+            budgets["book"] = BanditBudget(book)
+        source = "Duan et al. 2016 (arXiv:1611.02779), Table 1, RL² (total reward per trial)"
+        recipes.append(Recipe("rl2", f"bandits-k{k}n{n}", source, published, budgets))
+    return recipes
+
+
 RECIPES = _recipes()
+DEFAULT_SETTINGS = {"mann": "omniglot-5w-sequences", "rl2": "bandits-k5n100"}
 
 
-def recipe_for(method: str, setting: str) -> Recipe:
-    """The recipe, or a ValueError listing what exists."""
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is not reproducible yet; use one of {sorted(METHODS)}")
+def recipe_for(method: str, setting: str | None = None) -> Recipe:
+    """The recipe (setting None: the method's first one, e.g. omniglot-5w1s), or a ValueError
+    listing what exists."""
+    methods = sorted({m for m, _ in RECIPES})
+    if method not in methods:
+        raise ValueError(f"method {method!r} is not reproducible yet; use one of {methods}")
+    if setting is None:
+        setting = DEFAULT_SETTINGS.get(method, "omniglot-5w1s")
     if (method, setting) not in RECIPES:
         settings = sorted(s for m, s in RECIPES if m == method)
         raise ValueError(f"{method} has no setting {setting!r}; choose from {settings}")
@@ -408,9 +515,21 @@ def _commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+@dataclass
+class Outcome:
+    """What a trainer hands back to `run`: the trained model and its test score."""
+
+    model: nn.Module
+    score: Any  # evaluate.Accuracy: mean, 95% CI half-width, n
+    metric: str  # what the score is, for results.json and the printout
+    train_seconds: float
+    eval_seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 def run(
     method: str,
-    setting: str,
+    setting: str | None = None,
     budget: str = "book",
     device: str = "auto",
     out: str | Path | None = None,
@@ -420,19 +539,17 @@ def run(
     """Train and evaluate one recipe; write results.json, model.pt and state.pt to `out`
     (default ``results/METHOD-SETTING-BUDGET``). Returns the results."""
     from metalearn_course import __version__, distributed
-    from metalearn_course.data import EpisodeSampler, load_omniglot
-    from metalearn_course.evaluate import few_shot_accuracies, mean_ci95
-    from metalearn_course.gradient import meta_batches
     from metalearn_course.seeding import seed_everything
-    from metalearn_course.train import fit, save_checkpoint
+    from metalearn_course.train import save_checkpoint
 
     recipe = recipe_for(method, setting)
     if budget not in recipe.budgets:
         raise ValueError(
-            f"{method} {setting} has no {budget!r} budget; choose from {sorted(recipe.budgets)}"
+            f"{method} {recipe.setting} has no {budget!r} budget; choose from"
+            f" {sorted(recipe.budgets)}"
         )
     plan = recipe.budgets[budget]
-    out = Path(out) if out is not None else Path("results") / f"{method}-{setting}-{budget}"
+    out = Path(out) if out is not None else Path("results") / f"{method}-{recipe.setting}-{budget}"
     results_file = out / "results.json"
     if results_file.exists() and not resume:
         raise FileExistsError(
@@ -445,15 +562,82 @@ def run(
         raise ValueError(f"--device {device}: {error}") from error
     if process.world > 1 and method not in META_BATCHED:
         raise ValueError(
-            f"{method} trains on one episode per step, which is not split across processes;"
-            " run it without torchrun (one process, one device)"
+            f"{method} trains on one episode or batch per step, which is not split across"
+            " processes; run it without torchrun (one process, one device)"
         )
     seed_everything(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = {"mann": _train_mann, "rl2": _train_rl2}.get(method, _train_few_shot)
+    try:
+        outcome = trainer(recipe, plan, budget, process, out, resume, seed)
+    except torch.OutOfMemoryError as error:
+        raise SystemExit(
+            f"out of memory on {process.device} ({error}); use a smaller meta-batch, more"
+            " processes (torchrun), or --device cpu"
+        ) from error
+    score = outcome.score
+    results = {
+        "method": method,
+        "setting": recipe.setting,
+        "budget": budget,
+        "config": dataclasses.asdict(plan),
+        "seed": seed,
+        "metric": outcome.metric,
+        "score": score.mean,
+        "ci95": score.ci95,
+        "n": score.n,
+        **outcome.details,
+        "published": recipe.published,
+        "source": recipe.source,
+        "device": str(process.device),
+        "processes": process.world,
+        "train_seconds": round(outcome.train_seconds, 1),
+        "eval_seconds": round(outcome.eval_seconds, 1),
+        "commit": _commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "metalearn_course": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    if process.main:
+        save_checkpoint(
+            outcome.model, out / "model.pt", recipe=f"{method} {recipe.setting}", budget=budget
+        )
+        tmp = results_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(results_file)  # atomic: a reader never sees half a file
+        percent = outcome.metric != "total reward per trial"
+        shown = (
+            f"{100 * score.mean:.2f} ± {100 * score.ci95:.2f} %"
+            if percent
+            else (f"{score.mean:.2f} ± {score.ci95:.2f}")
+        )
+        print(
+            f"{method} {recipe.setting}: {outcome.metric} {shown} over {score.n} test"
+            f" {'episodes' if percent else 'tasks'} (published: {recipe.published});"
+            f" wrote {out}",
+            flush=True,
+        )
+    return results
+
+
+def _train_few_shot(recipe, plan, budget, process, out, resume, seed) -> Outcome:
+    """Omniglot few-shot classification: train.fit, then the shared test episodes."""
+    from metalearn_course import distributed
+    from metalearn_course.data import EpisodeSampler, load_omniglot
+    from metalearn_course.evaluate import few_shot_accuracies, mean_ci95
+    from metalearn_course.gradient import meta_batches
+    from metalearn_course.train import fit
+
     train_split = load_omniglot("vinyals-train")
     test_split = load_omniglot("vinyals-test")
     way, shot = recipe.way, recipe.shot
     train_way, train_shot = plan.train_way or way, plan.train_shot or shot
     sampler = EpisodeSampler(train_split.images, train_way, train_shot, plan.train_queries, seed)
+    method = recipe.method
     stream = (
         meta_batches(sampler, plan.meta_batch, process.rank, process.world)
         if method in META_BATCHED
@@ -474,80 +658,101 @@ def run(
     if process.main:
         tasks = f" of {plan.meta_batch} tasks" if method in META_BATCHED else ""
         print(
-            f"{method} {setting} ({recipe.source}), {budget} budget: {plan.steps} steps{tasks}"
-            f" of {train_way}-way {train_shot}-shot on {process.device}"
+            f"{method} {recipe.setting} ({recipe.source}), {budget} budget: {plan.steps} steps"
+            f"{tasks} of {train_way}-way {train_shot}-shot on {process.device}"
             + (f" × {process.world} processes" if process.world > 1 else ""),
             flush=True,
         )
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    try:
-        fit(
-            trained,
-            stream,
-            plan.steps,
-            optimizer=optimizer,
-            lr_schedule=lambda step: schedule_factor(plan, step),
-            state=out / "state.pt",
-            save_every=max(1, min(500, plan.steps // 10)),
-            resume=resume,
-            progress=process.main,
-            **validation,
-        )
-        train_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        test = EpisodeSampler(test_split.images, way, shot, plan.test_queries, seed=seed + 1)
-        scores = few_shot_accuracies(model, test, plan.test_episodes, progress=process.main)
-    except torch.OutOfMemoryError as error:
-        raise SystemExit(
-            f"out of memory on {process.device} ({error}); use a smaller meta-batch, more"
-            " processes (torchrun), or --device cpu"
-        ) from error
-    accuracy = mean_ci95(scores)
-    results = {
-        "method": method,
-        "setting": setting,
-        "budget": budget,
-        "config": dataclasses.asdict(plan),
-        "seed": seed,
-        "accuracy": accuracy.mean,
-        "ci95": accuracy.ci95,
-        "test_episodes": accuracy.n,
-        "published": recipe.published,
-        "source": recipe.source,
-        "device": str(process.device),
-        "processes": process.world,
-        "train_seconds": round(train_seconds, 1),
-        "eval_seconds": round(time.perf_counter() - start, 1),
-        "commit": _commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {
-            "metalearn_course": __version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-    }
-    if process.main:
-        save_checkpoint(model, out / "model.pt", recipe=f"{method} {setting}", budget=budget)
-        tmp = results_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(results_file)  # atomic: a reader never sees half a file
-        print(
-            f"{method} {setting}: {100 * accuracy.mean:.2f} ± {100 * accuracy.ci95:.2f} %"
-            f" over {accuracy.n} test episodes (published: {recipe.published}); wrote {out}",
-            flush=True,
-        )
-    return results
+    fit(
+        trained,
+        stream,
+        plan.steps,
+        optimizer=optimizer,
+        lr_schedule=lambda step: schedule_factor(plan, step),
+        state=out / "state.pt",
+        save_every=max(1, min(500, plan.steps // 10)),
+        resume=resume,
+        progress=process.main,
+        **validation,
+    )
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    test = EpisodeSampler(test_split.images, way, shot, plan.test_queries, seed=seed + 1)
+    scores = few_shot_accuracies(model, test, plan.test_episodes, progress=process.main)
+    elapsed = time.perf_counter() - start
+    return Outcome(model, mean_ci95(scores), "accuracy", train_seconds, elapsed)
+
+
+def _train_mann(recipe, plan, budget, process, out, resume, seed) -> Outcome:
+    """MANN on label sequences (train.fit), scored at every presentation of a class on
+    100 × test_batches test episodes; the score is the 2nd presentation's, as published."""
+    from metalearn_course.data import load_omniglot
+    from metalearn_course.memory import SequenceSampler, instance_accuracy
+    from metalearn_course.memory.black_box import PRESENTATIONS
+    from metalearn_course.train import fit
+
+    train_split, test_split = load_omniglot("vinyals-train"), load_omniglot("vinyals-test")
+    torch.manual_seed(seed)
+    model = METHODS["mann"](recipe, plan).to(process.device)
+    print(
+        f"mann {recipe.setting} ({recipe.source}), {budget} budget: {plan.steps} steps of"
+        f" {plan.batch} sequences on {process.device}",
+        flush=True,
+    )
+    start = time.perf_counter()
+    fit(
+        model,
+        SequenceSampler(train_split.images, recipe.way, 10, plan.batch, seed=seed),
+        plan.steps,
+        optimizer=torch.optim.Adam(model.parameters(), lr=plan.lr),
+        state=out / "state.pt",
+        save_every=max(1, min(500, plan.steps // 10)),
+        resume=resume,
+    )
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    test = SequenceSampler(test_split.images, recipe.way, 10, batch_size=100, seed=seed + 1)
+    curve = instance_accuracy(model, test, plan.test_batches, PRESENTATIONS)
+    by_presentation = {k: [a.mean, a.ci95] for k, a in curve.items()}
+    details = {"by_presentation": by_presentation}
+    elapsed = time.perf_counter() - start
+    metric = "accuracy at the 2nd presentation"
+    return Outcome(model, curve[2], metric, train_seconds, elapsed, details)
+
+
+def _train_rl2(recipe, plan, budget, process, out, resume, seed) -> Outcome:
+    """RL² (rl.train_rl2, PPO), scored by the total reward of a trial on tasks 0 .. N-1."""
+    from metalearn_course.evaluate import mean_ci95
+    from metalearn_course.rl import BanditTasks, RL2Agent, play, train_rl2
+
+    config = dataclasses.replace(plan.config, seed=seed)
+    print(
+        f"rl2 {recipe.setting} ({recipe.source}), {budget} budget: {config.updates} PPO updates"
+        f" of {config.tasks_per_update} trials on {process.device}",
+        flush=True,
+    )
+    start = time.perf_counter()
+    policy, _ = train_rl2(
+        config, process.device, progress=True, state=out / "state.pt", resume=resume
+    )
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    tasks = BanditTasks.from_seeds(
+        range(plan.eval_tasks), config.arms, config.horizon, device=process.device
+    )
+    totals = play(RL2Agent(policy), tasks, seed=seed).sum(1)
+    elapsed = time.perf_counter() - start
+    return Outcome(policy, mean_ci95(totals), "total reward per trial", train_seconds, elapsed)
 
 
 def describe() -> str:
     """The table printed by ``reproduce --list``."""
-    lines = [f"{'method':<9} {'setting':<15} {'published':>9}  budgets             source"]
+    lines = [f"{'method':<9} {'setting':<21} {'published':>9}  budgets             source"]
     for recipe in RECIPES.values():
         budgets = ",".join(b for b in BUDGETS if b in recipe.budgets)
         lines.append(
-            f"{recipe.method:<9} {recipe.setting:<15} {recipe.published:>9.1f}  {budgets:<19} "
+            f"{recipe.method:<9} {recipe.setting:<21} {recipe.published:>9.1f}  {budgets:<19} "
             f"{recipe.source}"
         )
     return "\n".join(lines)

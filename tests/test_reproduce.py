@@ -19,9 +19,11 @@ from metalearn_course.train import read_checkpoint
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize(
-    "recipe", reproduce.RECIPES.values(), ids=lambda r: f"{r.method}-{r.setting}"
-)
+OTHERS = [r for r in reproduce.RECIPES.values() if r.method in ("mann", "rl2")]
+FEW_SHOT = [r for r in reproduce.RECIPES.values() if r not in OTHERS]
+
+
+@pytest.mark.parametrize("recipe", FEW_SHOT, ids=lambda r: f"{r.method}-{r.setting}")
 def test_recipe_is_complete(recipe):
     assert recipe.method in reproduce.METHODS
     assert "quick" in recipe.budgets and recipe.budgets.keys() <= set(reproduce.BUDGETS)
@@ -35,6 +37,39 @@ def test_recipe_is_complete(recipe):
         reproduce.schedule_factor(budget, 0)  # a known schedule
         model = reproduce.METHODS[recipe.method](recipe, budget)
         assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_every_method_of_the_book_with_a_published_table_has_a_recipe():
+    methods = {m for m, _ in reproduce.RECIPES}
+    assert methods == {
+        *("protonet", "matching", "relation", "siamese"),
+        *("maml", "fomaml", "reptile", "metasgd", "anil"),
+        *("mann", "rl2"),
+    }
+    assert {r.setting for r in OTHERS if r.method == "rl2"} == {
+        f"bandits-k{k}n{n}" for k in (5, 10) for n in (10, 100, 500)
+    }
+
+
+@pytest.mark.parametrize("recipe", OTHERS, ids=lambda r: f"{r.method}-{r.setting}")
+def test_mann_and_rl2_recipes_are_complete(recipe):
+    assert "quick" in recipe.budgets and recipe.budgets.keys() & {"paper", "book"}
+    assert "arXiv:" in recipe.source and "Table 1" in recipe.source
+    for name, budget in recipe.budgets.items():
+        if recipe.method == "mann":
+            assert recipe.published == 82.8 and recipe.way == 5
+            assert budget.test_batches * 100 >= (100 if name == "quick" else 1000), name
+            model = reproduce.METHODS["mann"](recipe, budget)
+            assert model.slots == budget.slots and model.heads == budget.heads
+        else:
+            k, n = budget.config.arms, budget.config.horizon
+            assert recipe.setting == f"bandits-k{k}n{n}", name
+            assert n / 2 < recipe.published <= n  # between random play and the best arm
+            assert budget.eval_tasks >= (100 if name == "quick" else 1000), name
+    if recipe.method == "rl2" and "book" in recipe.budgets:  # the notebooks' settings
+        book = recipe.budgets["book"].config
+        trials = 128 if recipe.setting == "bandits-k5n100" else 64
+        assert (book.updates, book.tasks_per_update, book.hidden) == (280, trials, 64)
 
 
 def test_list_names_every_recipe(capsys):
@@ -99,7 +134,7 @@ def test_quick_run_writes_results_refuses_overwrite_and_resumes(tmp_path, capsys
     reproduce.main(args(out))
     results = json.loads((out / "results.json").read_text())
     assert results["method"] == "maml" and results["budget"] == "quick"
-    assert results["test_episodes"] == 20 and 0 <= results["accuracy"] <= 1
+    assert results["n"] == 20 and 0 <= results["score"] <= 1 and results["metric"] == "accuracy"
     assert results["published"] == 98.7 and "arXiv:1703.03400" in results["source"]
     assert results["versions"]["torch"] == torch.__version__
     assert results["config"]["steps"] == 3 and results["device"] == "cpu"
@@ -111,7 +146,7 @@ def test_quick_run_writes_results_refuses_overwrite_and_resumes(tmp_path, capsys
         reproduce.main(args(out))
     reproduce.main(args(out, resume=True))  # finished: nothing to train, the same evaluation
     again = json.loads((out / "results.json").read_text())
-    assert again["accuracy"] == results["accuracy"] and again["ci95"] == results["ci95"]
+    assert again["score"] == results["score"] and again["ci95"] == results["ci95"]
 
 
 @pytest.mark.parametrize("method", ["siamese", "matching", "protonet", "relation"])
@@ -124,7 +159,7 @@ def test_metric_quick_runs(method, tmp_path):
         results["config"]["train_way"]
         == reproduce.RECIPES[method, "omniglot-20w1s"].budgets["book"].train_way
     )
-    assert 0 <= results["accuracy"] <= 1
+    assert 0 <= results["score"] <= 1
 
 
 def test_torchrun_splits_the_meta_batch(tmp_path):
@@ -139,7 +174,7 @@ def test_torchrun_splits_the_meta_batch(tmp_path):
     one = json.loads((single / "results.json").read_text())
     two = json.loads((double / "results.json").read_text())
     assert two["processes"] == 2 and one["processes"] == 1
-    assert two["accuracy"] == pytest.approx(one["accuracy"], abs=0.01)
+    assert two["score"] == pytest.approx(one["score"], abs=0.01)
     a = read_checkpoint(single / "model.pt")["state_dict"]
     b = read_checkpoint(double / "model.pt")["state_dict"]
     # Close, not equal: Adam's first steps are about lr·sign(g), so a gradient component at
@@ -171,8 +206,33 @@ def test_later_gradient_quick_runs(method, setting, tmp_path):
     out = tmp_path / method
     reproduce.main(args(out, method=method, setting=setting))
     results = json.loads((out / "results.json").read_text())
-    assert results["method"] == method and results["test_episodes"] == 20
-    assert 0 <= results["accuracy"] <= 1 and "Table" in results["source"]
+    assert results["method"] == method and results["n"] == 20
+    assert 0 <= results["score"] <= 1 and "Table" in results["source"]
+
+
+def test_mann_quick_run_scores_every_presentation(tmp_path, capsys):
+    out = tmp_path / "mann"
+    reproduce.main(args(out, method="mann", setting=None))  # the method's own setting
+    results = json.loads((out / "results.json").read_text())
+    assert results["setting"] == "omniglot-5w-sequences" and results["n"] == 100
+    assert results["metric"] == "accuracy at the 2nd presentation"
+    curve = results["by_presentation"]
+    assert list(curve) == ["1", "2", "3", "5", "10"] and curve["2"][0] == results["score"]
+    assert read_checkpoint(out / "state.pt")["step"] == 3
+    assert "published: 82.8" in capsys.readouterr().out
+
+
+def test_rl2_quick_run_writes_results_and_resumes(tmp_path, capsys):
+    out = tmp_path / "rl2"
+    reproduce.main(args(out, method="rl2", setting="bandits-k10n10"))
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "total reward per trial" and results["n"] == 100
+    assert 0 <= results["score"] <= 10 and results["published"] == 6.7
+    assert results["config"]["config"]["arms"] == 10
+    assert read_checkpoint(out / "state.pt")["update"] == 3
+    assert "over 100 test tasks" in capsys.readouterr().out
+    reproduce.main(args(out, method="rl2", setting="bandits-k10n10", resume=True))
+    assert json.loads((out / "results.json").read_text())["score"] == results["score"]
 
 
 def test_outer_optimizers():

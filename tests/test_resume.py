@@ -3,6 +3,7 @@ was never interrupted (issue 9), and bad state files give clear errors, never a 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -173,3 +174,48 @@ def test_state_needs_a_sampler_with_a_position(tmp_path):
     batches = (b for b in meta_batches(EpisodeSampler(images, 3, 1, 1), 2))
     with pytest.raises(ValueError, match="state_dict"):
         fit(model, batches, 2, state=tmp_path / "s.pt", progress=False)
+
+
+def test_sequence_sampler_resumes_exactly():
+    from metalearn_course.memory import SequenceSampler
+
+    images = torch.randint(0, 255, (12, 20, 28, 28), dtype=torch.uint8)
+    reference = SequenceSampler(images, way=3, instances=4, batch_size=5, seed=7)
+    for _ in range(3):
+        reference.sample()
+    saved = reference.state_dict()
+    expected = [reference.sample() for _ in range(4)]
+    resumed = SequenceSampler(images, way=3, instances=4, batch_size=5, seed=7)
+    resumed.load_state_dict(saved)
+    for want, got in zip(expected, [resumed.sample() for _ in range(4)], strict=True):
+        assert torch.equal(want.x, got.x) and torch.equal(want.y, got.y)
+
+
+def test_rl2_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    from metalearn_course.rl import RL2Config, rl2
+
+    config = RL2Config(arms=3, horizon=8, hidden=8, tasks_per_update=8, updates=6, seed=3)
+    reference, _ = rl2.train_rl2(config)
+    state = tmp_path / "rl2.pt"
+    real = rl2.training_tasks
+    calls = []
+
+    def stop_at_the_fifth_update(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # updates 4 and 5 are lost: the last state is of update 3
+        return real(*args)
+
+    monkeypatch.setattr(rl2, "training_tasks", stop_at_the_fifth_update)
+    with pytest.raises(KeyboardInterrupt):
+        rl2.train_rl2(config, state=state, save_every=3)
+    assert read_checkpoint(state)["update"] == 3
+    monkeypatch.setattr(rl2, "training_tasks", real)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        rl2.train_rl2(config, state=state)
+    with pytest.raises(ValueError, match="another RL2Config"):
+        rl2.train_rl2(dataclasses.replace(config, lr=1e-3), state=state, resume=True)
+    resumed, history = rl2.train_rl2(config, state=state, save_every=3, resume=True)
+    assert len(history.reward) == 6 and read_checkpoint(state)["update"] == 6
+    want, got = reference.state_dict(), resumed.state_dict()
+    assert all(torch.equal(want[name], got[name]) for name in want)

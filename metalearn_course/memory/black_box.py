@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,6 +191,17 @@ class SequenceSampler:
     def __iter__(self) -> Iterator[SequenceBatch]:
         while True:
             yield self.sample()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is (for train.fit's resumable `state` file): the episode sampler's
+        position and the step-order generator's state, as plain values."""
+        return {"episodes": self.episodes.state_dict(), "orders": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where `state_dict()` was taken (a sampler built with the same
+        arguments): the next batch is the one that sampler would have given next."""
+        self.episodes.load_state_dict(state["episodes"])
+        self._rng.bit_generator.state = state["orders"]
 
 
 def pixels(size: int = 20) -> nn.Sequential:

@@ -40,9 +40,11 @@ noise of the training signal is gone (a departure from the papers, for a laptop 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,6 +53,7 @@ from torch import nn
 from tqdm import tqdm
 
 from metalearn_course.rl.bandits import BanditTasks, BatchedBandits, check_bandit
+from metalearn_course.train import read_checkpoint, save_checkpoint
 
 TRAIN_SEEDS_FROM = 2**40  # training tasks use seeds >= this; keep evaluation seeds below it
 
@@ -243,10 +246,26 @@ def train_rl2(
     config: RL2Config | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    state: str | Path | None = None,
+    save_every: int = 10,
+    resume: bool = False,
 ) -> tuple[RL2Policy, RL2History]:
-    """Train an RL2Policy with PPO + GAE on freshly sampled tasks at every update."""
+    """Train an RL2Policy with PPO + GAE on freshly sampled tasks at every update.
+
+    state, save_every, resume: as train.fit's. With `state`, the whole training state (policy,
+    Adam, schedule, the task and action generators, history) is written there atomically every
+    `save_every` updates and at the end; with resume=True a run continues from that file and
+    ends with the same weights as a run that was never stopped.
+    """
     config = RL2Config() if config is None else config
     device = torch.device(device)
+    if resume and state is None:
+        raise ValueError("resume=True needs state=<file> to resume from")
+    if state is not None and Path(state).exists() and not resume:
+        raise FileExistsError(
+            f"{state} exists (a previous run's training state); pass resume=True to continue"
+            " it, or choose another file"
+        )
     policy = RL2Policy(config.arms, config.hidden, seed=config.seed).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     steps = config.updates * config.epochs * config.minibatches
@@ -254,8 +273,37 @@ def train_rl2(
     task_rng = np.random.default_rng(config.seed)  # the tasks of every update
     generator = torch.Generator(device=device).manual_seed(config.seed)  # actions, minibatches
     scale = pulls_to_go(config.horizon, config.gamma, device)
-    history, start = RL2History(), time.perf_counter()
-    for update in tqdm(range(config.updates), disable=not progress, file=sys.stderr):
+    history, done = RL2History(), 0
+    if state is not None and Path(state).exists():
+        saved = read_checkpoint(state)
+        if saved.get("config") != dataclasses.asdict(config):
+            raise ValueError(
+                f"{state} belongs to a run of another RL2Config; resume with the same config"
+                " or choose another file"
+            )
+        policy.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        task_rng.bit_generator.state = saved["task_rng"]
+        generator.set_state(saved["generator"].to("cpu"))
+        history, done = RL2History(**saved["history"]), saved["update"]
+
+    def save_state(update: int) -> None:
+        save_checkpoint(
+            policy,
+            state,
+            update=update,
+            config=dataclasses.asdict(config),
+            optimizer=optimizer.state_dict(),
+            schedule=schedule.state_dict(),
+            task_rng=task_rng.bit_generator.state,
+            generator=generator.get_state(),
+            history=dataclasses.asdict(history),
+        )
+
+    start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
+    updates = range(done, config.updates)
+    for update in tqdm(updates, disable=not progress, file=sys.stderr, initial=done):
         tasks = training_tasks(config, task_rng, device)
         actions, rewards, old_log_probs, old_v, expected = rollout(policy, tasks, generator)
         values = old_v * scale
@@ -287,4 +335,6 @@ def train_rl2(
         history.value_loss.append(value_loss.item())
         history.entropy.append(entropy.item())
         history.seconds.append(time.perf_counter() - start)
+        if state is not None and ((update + 1) % save_every == 0 or update + 1 == config.updates):
+            save_state(update + 1)
     return policy, history
