@@ -63,6 +63,26 @@ def test_notebook_layout(path):
     assert counts == list(range(1, len(code) + 1)), f"{path.name}: not executed top to bottom"
 
 
+# A colour given by name in a notebook: greys, black and white are safe for every reader, and
+# "C0", "C1", ... are the course palette under plt.style.use(STYLE); anything else bypasses it.
+GIVEN_COLOUR = re.compile(r"""\b(?:colou?r|[a-z]*colors?|c)\s*=\s*["']([^"']+)["']""")
+NEUTRAL = re.compile(r"(black|white|gr[ae]y|k|w|none|C\d|0?\.\d+)")
+
+
+@pytest.mark.parametrize("path", book_notebooks(), ids=lambda p: p.name)
+def test_figures_use_the_course_palette(path):
+    code = "\n".join(
+        "".join(c["source"])
+        for c in json.loads(path.read_text())["cells"]
+        if c["cell_type"] == "code"
+    )
+    if "import matplotlib.pyplot as plt" not in code:
+        return
+    assert "plt.style.use(STYLE)" in code, f"{path.name}: figures without the course style"
+    odd = [c for c in GIVEN_COLOUR.findall(code) if not NEUTRAL.fullmatch(c)]
+    assert not odd, f"{path.name}: colours outside metalearn_course.plots.PALETTE: {odd}"
+
+
 def test_bibliography_keys_resolve():
     bib = (ROOT / "book" / "references.bib").read_text()
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
