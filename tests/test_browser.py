@@ -206,8 +206,12 @@ def test_search_finds_the_pages(browser, site_url, query, expected):
     page = browser.new_page()
     response = page.goto(urljoin(site_url, f"search.html?q={query}"))
     assert response is not None and response.status == 200
-    # Sphinx's search runs in the page, over searchindex.js: wait for its result list.
-    page.wait_for_selector("#search-results li a", timeout=30_000)
+    # Sphinx's search runs in the page, over searchindex.js, and adds its results one at a time
+    # (5 ms apart): wait for its closing status line, not for the first result.
+    page.wait_for_function(
+        "() => /Search finished/.test(document.querySelector('#search-results')?.innerText)",
+        timeout=30_000,
+    )
     found = page.evaluate(
         "() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)"
     )
