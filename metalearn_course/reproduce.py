@@ -522,6 +522,8 @@ class Outcome:
     model: nn.Module
     score: Any  # evaluate.Accuracy: mean, 95% CI half-width, n
     metric: str  # what the score is, for results.json and the printout
+    percent: bool  # print the score as a percentage (accuracies), or as it is (rewards)
+    counted: str  # what `score.n` counts: "episodes" or "tasks"
     train_seconds: float
     eval_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
@@ -609,16 +611,13 @@ def run(
         tmp = results_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2) + "\n")
         tmp.replace(results_file)  # atomic: a reader never sees half a file
-        percent = outcome.metric != "total reward per trial"
-        shown = (
-            f"{100 * score.mean:.2f} ± {100 * score.ci95:.2f} %"
-            if percent
-            else (f"{score.mean:.2f} ± {score.ci95:.2f}")
-        )
+        if outcome.percent:
+            shown = f"{100 * score.mean:.2f} ± {100 * score.ci95:.2f} %"
+        else:
+            shown = f"{score.mean:.2f} ± {score.ci95:.2f}"
         print(
             f"{method} {recipe.setting}: {outcome.metric} {shown} over {score.n} test"
-            f" {'episodes' if percent else 'tasks'} (published: {recipe.published});"
-            f" wrote {out}",
+            f" {outcome.counted} (published: {recipe.published}); wrote {out}",
             flush=True,
         )
     return results
@@ -681,7 +680,7 @@ def _train_few_shot(recipe, plan, budget, process, out, resume, seed) -> Outcome
     test = EpisodeSampler(test_split.images, way, shot, plan.test_queries, seed=seed + 1)
     scores = few_shot_accuracies(model, test, plan.test_episodes, progress=process.main)
     elapsed = time.perf_counter() - start
-    return Outcome(model, mean_ci95(scores), "accuracy", train_seconds, elapsed)
+    return Outcome(model, mean_ci95(scores), "accuracy", True, "episodes", train_seconds, elapsed)
 
 
 def _train_mann(recipe, plan, budget, process, out, resume, seed) -> Outcome:
@@ -693,7 +692,7 @@ def _train_mann(recipe, plan, budget, process, out, resume, seed) -> Outcome:
     from metalearn_course.train import fit
 
     train_split, test_split = load_omniglot("vinyals-train"), load_omniglot("vinyals-test")
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # as mann_omniglot does right before building the MANN
     model = METHODS["mann"](recipe, plan).to(process.device)
     print(
         f"mann {recipe.setting} ({recipe.source}), {budget} budget: {plan.steps} steps of"
@@ -718,7 +717,7 @@ def _train_mann(recipe, plan, budget, process, out, resume, seed) -> Outcome:
     details = {"by_presentation": by_presentation}
     elapsed = time.perf_counter() - start
     metric = "accuracy at the 2nd presentation"
-    return Outcome(model, curve[2], metric, train_seconds, elapsed, details)
+    return Outcome(model, curve[2], metric, True, "episodes", train_seconds, elapsed, details)
 
 
 def _train_rl2(recipe, plan, budget, process, out, resume, seed) -> Outcome:
@@ -743,7 +742,8 @@ def _train_rl2(recipe, plan, budget, process, out, resume, seed) -> Outcome:
     )
     totals = play(RL2Agent(policy), tasks, seed=seed).sum(1)
     elapsed = time.perf_counter() - start
-    return Outcome(policy, mean_ci95(totals), "total reward per trial", train_seconds, elapsed)
+    metric = "total reward per trial"
+    return Outcome(policy, mean_ci95(totals), metric, False, "tasks", train_seconds, elapsed)
 
 
 def describe() -> str:

@@ -132,6 +132,19 @@ def load_checkpoint(method: nn.Module, path: str | Path) -> dict[str, Any]:
     return {key: value for key, value in payload.items() if key != "state_dict"}
 
 
+def check_state_file(state: str | Path | None, resume: bool) -> None:
+    """The rules of a resumable run, shared by every training loop: an existing state file is
+    continued only with resume=True (never overwritten), and resume=True needs a state file."""
+    if state is None:
+        if resume:
+            raise ValueError("resume=True needs state=<file> to resume from")
+    elif Path(state).exists() and not resume:
+        raise FileExistsError(
+            f"{state} exists (a previous run's training state); pass resume=True to continue"
+            " it, or remove the file to start over"
+        )
+
+
 def _loss_function(method: nn.Module, loss_fn: LossFn | None) -> LossFn:
     """The convention of the module docstring: loss_fn, else method.loss, else cross-entropy."""
     if loss_fn is not None:
@@ -210,13 +223,7 @@ def fit(
                 f"state needs a sampler that can save its position, but {type(sampler).__name__}"
                 " has no state_dict(); use an EpisodeSampler or gradient.meta_batches"
             )
-        if Path(state).exists() and not resume:
-            raise FileExistsError(
-                f"{state} exists (a previous run's training state); pass resume=True to continue"
-                " it, or remove the file to start over"
-            )
-    elif resume:
-        raise ValueError("resume=True needs state=<file> to resume from")
+    check_state_file(state, resume)
 
     if device is not None:
         method.to(device)

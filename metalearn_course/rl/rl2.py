@@ -53,7 +53,7 @@ from torch import nn
 from tqdm import tqdm
 
 from metalearn_course.rl.bandits import BanditTasks, BatchedBandits, check_bandit
-from metalearn_course.train import read_checkpoint, save_checkpoint
+from metalearn_course.train import check_state_file, read_checkpoint, save_checkpoint
 
 TRAIN_SEEDS_FROM = 2**40  # training tasks use seeds >= this; keep evaluation seeds below it
 
@@ -259,13 +259,7 @@ def train_rl2(
     """
     config = RL2Config() if config is None else config
     device = torch.device(device)
-    if resume and state is None:
-        raise ValueError("resume=True needs state=<file> to resume from")
-    if state is not None and Path(state).exists() and not resume:
-        raise FileExistsError(
-            f"{state} exists (a previous run's training state); pass resume=True to continue"
-            " it, or choose another file"
-        )
+    check_state_file(state, resume)
     policy = RL2Policy(config.arms, config.hidden, seed=config.seed).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     steps = config.updates * config.epochs * config.minibatches
@@ -302,8 +296,8 @@ def train_rl2(
         )
 
     start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
-    updates = range(done, config.updates)
-    for update in tqdm(updates, disable=not progress, file=sys.stderr, initial=done):
+    bar = dict(disable=not progress, file=sys.stderr, initial=done, total=config.updates)
+    for update in tqdm(range(done, config.updates), **bar):
         tasks = training_tasks(config, task_rng, device)
         actions, rewards, old_log_probs, old_v, expected = rollout(policy, tasks, generator)
         values = old_v * scale
