@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import math
 import platform
 import re
 import subprocess
@@ -478,8 +477,9 @@ def schedule_factor(budget: Budget, step: int) -> float:
     if budget.schedule == "linear":  # Reptile's ε: from its value down to 0 at the last step
         return 1 - step / budget.steps
     if budget.schedule == "cosine":  # the book's: linear warm-up over 5%, then cosine decay
-        warmup = max(1, budget.steps // 20)
-        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / budget.steps))
+        from metalearn_course.train import warmup_cosine
+
+        return warmup_cosine(budget.steps)(step)
     raise ValueError(
         f"schedule={budget.schedule!r}; use 'constant', 'halve<N>', 'cosine' or 'linear'"
     )

@@ -132,6 +132,22 @@ def load_checkpoint(method: nn.Module, path: str | Path) -> dict[str, Any]:
     return {key: value for key, value in payload.items() if key != "state_dict"}
 
 
+def warmup_cosine(steps: int) -> Callable[[int], float]:
+    """The course's learning-rate schedule for `fit(lr_schedule=...)`: a linear warm-up over the
+    first 5% of `steps`, then a cosine decay to 0 (Loshchilov & Hutter 2017, arXiv:1608.03983),
+
+        factor(t) = min(1, (t + 1) / w) · ½ (1 + cos(π t / steps)),   w = max(1, steps // 20).
+    """
+    if steps < 1:
+        raise ValueError(f"steps={steps}; the schedule needs at least 1 step")
+    warmup = max(1, steps // 20)
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+    return factor
+
+
 def check_state_file(state: str | Path | None, resume: bool) -> None:
     """The rules of a resumable run, shared by every training loop: an existing state file is
     continued only with resume=True (never overwritten), and resume=True needs a state file."""

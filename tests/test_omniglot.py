@@ -448,3 +448,14 @@ def test_later_loads_are_fast(real_root: Path) -> None:
     start = time.perf_counter()
     load_omniglot("vinyals-trainval", real_root, download=False)
     assert time.perf_counter() - start < 2.0
+
+
+def test_upright_drops_the_rotated_classes() -> None:
+    classes = [f"A/character0{i}/rot{d:03d}" for i in (1, 2) for d in (0, 90, 180, 270)]
+    images = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 20, 28, 28)
+    split = OmniglotSplit(images, classes, "vinyals-toy")
+    upright = split.upright()
+    assert upright.classes == ["A/character01/rot000", "A/character02/rot000"]
+    assert upright.images[:, 0, 0, 0].tolist() == [0, 4] and upright.name == "vinyals-toy-upright"
+    lake = OmniglotSplit(images[:2], ["A/character01", "A/character02"], "lake-toy")
+    assert lake.upright() is lake  # no rotated copies to drop

@@ -5,6 +5,7 @@ Most tests train a ProtoNet whose encoder is one linear layer: fit does not care
 method is, and this keeps the file fast.
 """
 
+import itertools
 import math
 import os
 
@@ -204,3 +205,15 @@ def test_bad_arguments_raise():
         fit(tiny(), sampler(), steps=1, loss_fn=lambda out, e: out, progress=False)
     with pytest.raises(FloatingPointError, match="step 1"):
         fit(tiny(), sampler(), steps=1, loss_fn=lambda out, e: out.sum() * math.nan, progress=False)
+
+
+def test_warmup_cosine_rises_then_decays_to_zero():
+    factor = train.warmup_cosine(100)  # warm-up over 5 steps
+    assert [factor(t) for t in range(5)] == pytest.approx(
+        [(t + 1) / 5 * 0.5 * (1 + math.cos(math.pi * t / 100)) for t in range(5)]
+    )
+    values = [factor(t) for t in range(5, 100)]
+    assert all(a > b for a, b in itertools.pairwise(values))  # decays from the peak
+    assert values[-1] < 0.01 and train.warmup_cosine(1)(0) == 1.0
+    with pytest.raises(ValueError, match="steps=0"):
+        train.warmup_cosine(0)

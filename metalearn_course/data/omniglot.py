@@ -103,6 +103,15 @@ class OmniglotSplit:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def upright(self) -> OmniglotSplit:
+        """The characters as drawn: without the copies turned by 90°, 180° and 270° that the
+        Vinyals splits count as classes of their own (a Lake split is returned unchanged)."""
+        keep = [i for i, name in enumerate(self.classes) if parse_class(name)[1] == 0]
+        if len(keep) == len(self.classes):
+            return self
+        classes = [self.classes[i] for i in keep]
+        return OmniglotSplit(self.images[keep], classes, f"{self.name}-upright")
+
     def __repr__(self) -> str:  # a summary: printing 4800 × 20 images helps nobody
         return f"OmniglotSplit(name={self.name!r}, images=uint8{list(self.images.shape)})"
 
