@@ -242,7 +242,7 @@ MAML_FAMILY_BOOK = {
     # first_order_omniglot: five inner steps of 0.1 (the first-order direction is poor at
     # MAML's one step of 0.4), 5 at test time
     "fomaml": dataclasses.replace(
-        _BOOK, steps=400, inner_steps=5, inner_lr=0.1, eval_inner_steps=5
+        _BOOK, steps=300, inner_steps=5, inner_lr=0.1, eval_inner_steps=5
     ),
     "metasgd": dataclasses.replace(_BOOK, steps=300, alpha_lr=0.01),  # metasgd_anil_omniglot
     "anil": dataclasses.replace(_BOOK, steps=400, inner_steps=5, inner_lr=0.2),
@@ -369,7 +369,7 @@ def _later_gradient_recipes() -> list[Recipe]:
         if five_way:
             budgets["book"] = dataclasses.replace(
                 paper,
-                steps=100,  # book/03_gradient/first_order_omniglot.ipynb
+                steps=100,  # book/03_gradient/reptile_omniglot.ipynb
                 inner_lr=3e-3,
                 eval_inner_steps=5,  # chosen there on the validation classes, both settings
             )
