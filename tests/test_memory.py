@@ -63,6 +63,7 @@ def sequence_models(way: int) -> dict[str, nn.Module]:
         "mann-key": MANN(way, slots=10, width=6, heads=2, **small),
         "mann-add": MANN(way, slots=10, width=6, heads=1, write="add", **small),
         "mann-sharp": MANN(way, slots=10, width=6, heads=2, key_strength=True, **small),
+        "mann-bind": MANN(way, slots=10, width=6, heads=2, write="bind", **small),
     }
 
 
@@ -113,7 +114,7 @@ def test_make_sequences_keeps_each_image_with_its_label():
         make_sequences(episodes, torch.zeros(2, 6, dtype=torch.long))
 
 
-@pytest.mark.parametrize("name", ["lstm", "mann-key", "mann-add", "mann-sharp"])
+@pytest.mark.parametrize("name", ["lstm", "mann-key", "mann-add", "mann-sharp", "mann-bind"])
 def test_no_label_leakage_outputs_depend_only_on_earlier_labels(name):
     """Changing the label of step t changes no output up to step t, and does change step t+1."""
     model = sequence_models(way=3)[name].double().eval()
@@ -191,6 +192,29 @@ def test_write_zeroes_the_least_used_slot_then_adds():
     assert memory[0, 1].tolist() == [2.0, 3.0]  # the input is not modified
 
 
+def test_bind_writes_the_previous_add_vector_with_the_label_just_given():
+    """write="bind": step t writes v_t = [a_{t-1}, onehot(y_{t-1})] under the LRUA weights."""
+    model = sequence_models(way=3)["mann-bind"].double()
+    assert model.row_width == 6 + 3
+    batch = SequenceSampler(features(), 3, 4, batch_size=2, seed=0).sample()
+    x, y = batch.x.double()[:, :2], batch.y[:, :2]
+    with torch.no_grad():
+        trace = model.run(SequenceBatch(x, y, batch.instance[:, :2], batch.classes))
+        # a_1, by hand: the controller's first step starts from h = c = 0 and r = 0, and its
+        # label input is 0 (nothing given yet)
+        gates = model.input_gates(torch.cat([x[:, 0], torch.zeros(2, 3, dtype=x.dtype)], -1))
+        i, _, g, o = gates.chunk(4, dim=-1)
+        h = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
+        add = torch.tanh(model.interface(h)[:, -2 * 6 :]).view(2, 2, 6)  # one per head
+    assert trace.memory.shape == (2, 10, 9)
+    # step 1 writes v_1 = [a_0 = 0, no label] = 0. Step 2 zeroes a slot (which holds 0) and
+    # writes v_2 = [a_1, onehot(y_1)], head h under its weights w^w_2,h: the memory is their sum
+    label = F.one_hot(y[:, 0], 3).double()[:, None].expand(2, 2, 3)
+    vectors = torch.cat([add, label], dim=-1)  # [B, heads, 9]
+    expected = trace.write_weights[:, 1].transpose(1, 2) @ vectors
+    torch.testing.assert_close(trace.memory, expected)
+
+
 # --- hypernetwork --------------------------------------------------------------------------------
 
 
@@ -226,7 +250,7 @@ def test_untrained_generator_gives_the_cosine_prototype_classifier():
 # --- learning and input checks ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["lstm", "mann-key", "mann-add"])
+@pytest.mark.parametrize("name", ["lstm", "mann-key", "mann-add", "mann-bind"])
 def test_sequence_models_loss_falls_with_fit(name):
     model = sequence_models(way=3)[name]
     sampler = SequenceSampler(features(), way=3, instances=4, batch_size=16, seed=0)

@@ -36,15 +36,34 @@ step's controller input is [x_{t+1}, onehot(y_t), r_t].
 Choices the paper leaves open, made here: α is computed from the controller state per head
 (σ(α_t) = sigmoid(W_α h_t + b_α)); keys are tanh(W_k h_t + b_k); M_0 = 0, w^u_0 = 0, w^r_0 = 0;
 ties in the usage are broken by slot index, so that w^lu marks exactly n slots (all usages are
-equal at the start, and the ≤ rule would mark every slot). `write="add"` writes a separate
-vector a_t = tanh(W_a h_t + b_a) instead of the key, as in Neural Turing Machines (Graves et al.
-2014, arXiv:1410.5401) and several MANN reproductions; `key_strength=True` sharpens the reads
-with the NTM's key strength β (with 128 slots and similarities in [-1, 1], the paper's read can
-give one slot at most e/(e + 127/e) ≈ 5% of the weight). Within a step the memory is written
+equal at the start, and the ≤ rule would mark every slot). Within a step the memory is written
 first (with the previous step's weights) and then read with the new key. Defaults (128 slots ×
 40, a 200-unit LSTM, 4 heads, γ = 0.95) are those of the widely used reproduction
 github.com/tristandeleu/ntm-one-shot. `run` returns every step's read weights, write weights
 and usage, for the figures.
+
+Deviations, each an option and off by default (write="key", key_strength=False is the paper):
+
+* `write="add"` writes a separate vector a_t = tanh(W_a h_t + b_a) instead of the key, as in
+  Neural Turing Machines (Graves et al. 2014, arXiv:1410.5401) and several MANN reproductions.
+* `write="bind"` (the course's) writes, at step t, the previous step's add vector next to the
+  label that has just arrived, in rows of width + way numbers (and keys of as many):
+
+      v_t = [a_{t-1}, onehot(y_{t-1})],   a_t = tanh(W_a h_t + b_a),  a_0 = 0
+      M_t(i) = M_{t-1}(i) + w^w_t(i) v_t
+
+  Why: the label of image x_{t-1} arrives with x_t, one step later. With the paper's write the
+  controller has to learn to keep a code of x_{t-1} for one step and to put it in memory
+  together with the label, before the memory can help at all; on a CPU budget of some 20,000
+  episodes it mostly does not get there (book/04_memory/mann_omniglot). Here a_{t-1}, computed
+  from h_{t-1} while x_{t-1} was in view, is kept for one step by the module (a fixed delay,
+  not learned), and the label is stored verbatim, so the last `way` numbers of a read are a
+  vote over labels, Σ_i w^r_t(i) onehot(label of slot i). Reading and LRUA are unchanged.
+  Nothing leaks: at step t the memory holds the labels y_1..y_{t-1} only.
+* `key_strength=True` sharpens the reads with the NTM's key strength β,
+  w^r = softmax(β K) with β = 1 + softplus(W_β h_t + b_β): with similarities in [-1, 1] the
+  paper's read can give one slot at most e/(e + (n-1)/e) of the weight (19% of 32 slots, 5% of
+  128), so a read is always a blend of many slots.
 """
 
 from __future__ import annotations
@@ -63,7 +82,7 @@ from metalearn_course.memory.black_box import (
     sequence_loss,
 )
 
-WRITES = ("key", "add")
+WRITES = ("key", "add", "bind")
 
 
 def cosine_read_weights(
@@ -145,7 +164,8 @@ class MANNTrace:
     write_weights: torch.Tensor  # [B, T, heads, slots]
     usage: torch.Tensor  # [B, T, slots], after step t
     gate: torch.Tensor  # [B, T, heads]: σ(α), 1 = write where just read, 0 = least used
-    memory: torch.Tensor  # [B, slots, width]: the memory after the last step
+    reads: torch.Tensor  # [B, T, heads, row width]: r_t of each head
+    memory: torch.Tensor  # [B, slots, row width]: the memory after the last step
 
 
 class MANN(nn.Module):
@@ -154,7 +174,9 @@ class MANN(nn.Module):
     way: N labels per episode. encoder / feature_dim: as BlackBoxLSTM (default: 20×20 pixels).
     hidden: controller LSTM units. slots, width: the memory matrix is slots × width.
     heads: read heads (each also writes); n of the LRUA equation. gamma: usage decay γ.
-    write: "key" (the paper: the read key is written) or "add" (a separate add vector).
+    write: "key" (the paper: the read key is written), "add" (a separate add vector, NTM) or
+        "bind" (the previous step's add vector with the label just given, see the module
+        docstring; memory rows are then width + way numbers).
     key_strength: if True, sharpen the reads, w^r = softmax(β K) with β = 1 + softplus(W_β h_t)
         per head (the Neural Turing Machine's key strength; not in the MANN paper).
     Input: a SequenceBatch; output: logits [B, T, N]. `run` also returns the memory trace.
@@ -185,17 +207,21 @@ class MANN(nn.Module):
         self.way, self.feature_dim, self.hidden = way, feature_dim, hidden
         self.slots, self.width, self.heads = slots, width, heads
         self.gamma, self.write, self.key_strength = gamma, write, key_strength
+        # A memory row: `width` numbers, and with write="bind" the `way` numbers of a label.
+        self.row_width = width + (way if write == "bind" else 0)
+        row = self.row_width
         self.encoder = pixels(20) if encoder is None else encoder
         # The controller LSTM, written out (see `run`): its gates take [x_t, onehot(y_{t-1})]
         # through `input_gates`, computed for all steps at once, and [h_{t-1}, r_{t-1}] through
         # `recurrent_gates`, step by step.
         self.input_gates = nn.Linear(feature_dim + way, 4 * hidden)
-        self.recurrent_gates = nn.Linear(hidden + heads * width, 4 * hidden, bias=False)
-        # The "interface": per head a key, a gate α, (key_strength) a strength β and (write="add")
-        # an add vector, all from h_t.
-        vectors = 2 if write == "add" else 1
-        self.interface = nn.Linear(hidden, heads * (vectors * width + 1 + key_strength))
-        self.head = nn.Linear(hidden + heads * width, way)
+        self.recurrent_gates = nn.Linear(hidden + heads * row, 4 * hidden, bias=False)
+        # The "interface", all from h_t: per head a key, a gate α, (key_strength) a strength β
+        # and (write="add" or "bind") an add vector.
+        self._interface_sizes = [heads * row, heads] + [heads] * key_strength
+        self._interface_sizes += [heads * width] * (write != "key")
+        self.interface = nn.Linear(hidden, sum(self._interface_sizes))
+        self.head = nn.Linear(hidden + heads * row, way)
 
     def forward(self, batch: SequenceBatch) -> torch.Tensor:
         return self.run(batch).logits
@@ -210,34 +236,42 @@ class MANN(nn.Module):
             raise ValueError(f"the batch has way={batch.way} but the model way={self.way}")
         features = encode_steps(self.encoder, batch.x, self.feature_dim)
         labels = previous_label_inputs(batch.y, self.way, features.dtype)
-        # One matrix product for the input part of every step's gates, instead of T small ones.
-        input_gates = self.input_gates(torch.cat([features, labels], dim=-1))  # [B, T, 4·hidden]
+        # One matrix product for the input part of every step's gates, instead of T small ones;
+        # unbind (not input_gates[:, t]) so that backward stacks the T gradients once instead of
+        # filling a zero tensor of the whole [B, T, 4·hidden] for every step.
+        input_gates = self.input_gates(torch.cat([features, labels], dim=-1)).unbind(1)
+        given = labels.unbind(1)  # onehot(y_{t-1}), step by step (written by write="bind")
         b, steps = batch.y.shape
-        heads, width = self.heads, self.width
+        heads, width, row = self.heads, self.width, self.row_width
         zeros = features.new_zeros
         h, c = zeros(b, self.hidden), zeros(b, self.hidden)
-        memory = zeros(b, self.slots, width)
+        memory = zeros(b, self.slots, row)
         read_weights, usage = zeros(b, heads, self.slots), zeros(b, self.slots)
-        read = zeros(b, heads * width)
+        read = zeros(b, heads * row)
+        previous_add = zeros(b, heads, width)  # a_{t-1} (write="bind"); a_0 := 0
         trace: dict[str, list[torch.Tensor]] = {k: [] for k in ("hr", "r", "w", "u", "g")}
         # The recurrence is a loop over time; every step is batched over the B episodes.
         for t in range(steps):
-            gates = input_gates[:, t] + self.recurrent_gates(torch.cat([h, read], dim=-1))
+            gates = input_gates[t] + self.recurrent_gates(torch.cat([h, read], dim=-1))
             i, f, g, o = gates.chunk(4, dim=-1)  # the LSTM equations, as nn.LSTMCell has them
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
-            interface = self.interface(h)
-            keys = torch.tanh(interface[:, : heads * width]).view(b, heads, width)
-            gate = torch.sigmoid(interface[:, heads * width : heads * (width + 1)])  # σ(α)
-            rest = interface[:, heads * (width + 1) :]
+            parts = self.interface(h).split(self._interface_sizes, dim=-1)
+            keys = torch.tanh(parts[0]).view(b, heads, row)
+            gate = torch.sigmoid(parts[1])  # σ(α), one per head
             strength = None
             if self.key_strength:  # β >= 1: a read at least as sharp as the paper's
-                strength = 1 + F.softplus(rest[:, :heads])
-                rest = rest[:, heads:]
-            if self.write == "add":
-                vectors = torch.tanh(rest).view(b, heads, width)
-            else:
+                strength = 1 + F.softplus(parts[2])
+            if self.write == "key":
                 vectors = keys  # the paper writes the key itself
+            else:
+                add = torch.tanh(parts[-1]).view(b, heads, width)
+                if self.write == "add":
+                    vectors = add
+                else:  # "bind": the image code of step t-1 with the label that just arrived
+                    label = given[t][:, None, :].expand(b, heads, self.way)
+                    vectors = torch.cat([previous_add, label], dim=-1)
+                    previous_add = add
             # LRUA: where to write comes from the previous step's reads and usage.
             write_weights = lrua_write_weights(read_weights, least_used(usage, heads), gate)
             memory = write_memory(memory, write_weights, vectors, usage)
@@ -251,4 +285,7 @@ class MANN(nn.Module):
             trace["g"].append(gate)
         stacked = {k: torch.stack(v, dim=1) for k, v in trace.items()}
         logits = self.head(stacked["hr"])  # the output layer on [h_t, r_t], all steps at once
-        return MANNTrace(logits, stacked["r"], stacked["w"], stacked["u"], stacked["g"], memory)
+        reads = stacked["hr"][..., self.hidden :].unflatten(-1, (heads, row))
+        return MANNTrace(
+            logits, stacked["r"], stacked["w"], stacked["u"], stacked["g"], reads, memory
+        )
