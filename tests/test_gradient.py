@@ -30,6 +30,7 @@ from metalearn_course.gradient import (
     TaskBatchNorm,
     adapt,
     conv4_classifier,
+    functional,
     inner_train,
     maml_loss,
     meta_batches,
@@ -237,6 +238,24 @@ def test_first_order_maml_drops_the_hessian_term():
 
     assert relative_error(gradient, reference(first_order=True)) < 1e-9
     assert relative_error(gradient, reference(first_order=False)) > 1e-2
+
+
+@pytest.mark.parametrize("kind", ["maml", "fomaml", "metasgd", "anil"])
+def test_plain_autograd_inner_step_equals_torch_func_grad(kind, monkeypatch):
+    """Outside a torch.func transform the inner gradient is torch.autograd.grad (faster); it
+    must give torch.func.grad's numbers to the last bit, meta-gradient and evaluation alike."""
+    e = random_tasks(tasks=2)
+    results = []
+    for inside in (False, True):  # True: as if traced by a transform, i.e. torch.func.grad
+        monkeypatch.setattr(functional, "_inside_transform", lambda inside=inside: inside)
+        method = make(kind, batched=False)
+        output = method(e)
+        method.loss(output, e).backward()
+        with torch.no_grad():
+            evaluated = method.eval()(first_task(e))
+        results.append([output, evaluated, *(p.grad for p in method.parameters())])
+    for plain, func in zip(*results, strict=True):
+        assert torch.equal(plain, func)
 
 
 def make(kind: str, batched: bool) -> nn.Module:

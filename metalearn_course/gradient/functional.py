@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from metalearn_course.data.episodes import Episode, EpisodeSampler
@@ -66,6 +66,44 @@ def check_inner_loop(inner_steps: int, inner_lr: InnerLR) -> None:
             )
     elif not isinstance(inner_lr, Mapping):
         raise TypeError(f"inner_lr is a {type(inner_lr).__name__}; see InnerLR for the choices")
+
+
+def _inside_transform() -> bool:
+    """True while any torch.func transform (vmap, grad, jvp, ...) is being traced."""
+    try:
+        return bool(torch._C._functorch.get_interpreter_stack())
+    except AttributeError:  # a torch without this (private) API: assume one, always correct
+        return True
+
+
+def gradient(
+    loss_fn: Callable[[Params], torch.Tensor], params: Params, create_graph: bool
+) -> Params:
+    """∇ loss_fn(params), by name, as ``torch.func.grad(loss_fn)(params)`` computes it.
+
+    create_graph: keep the gradient differentiable with respect to `params` (MAML's second
+    order), when gradients are being recorded at all. Inside a torch.func transform (vmap over
+    tasks, or a user's own grad) this is torch.func.grad. Outside one it is plain
+    torch.autograd.grad, the same numbers to the last bit and about a tenth faster on a CPU:
+    functorch wraps every operation of the network in its own tensor type, plain autograd
+    does not (benchmarks/maml_peers.py).
+    """
+    if _inside_transform():
+        return grad(loss_fn)(params)
+    create_graph = create_graph and torch.is_grad_enabled()
+    with torch.enable_grad():  # the evaluator runs without gradients; adaptation needs them
+        # A tensor that does not require grad (a detached FOMAML point, or any tensor under
+        # no_grad) becomes a leaf that does: its gradient is then a constant, as in func.grad.
+        inputs = {
+            k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()
+        }
+        grads = torch.autograd.grad(
+            loss_fn(inputs),
+            list(inputs.values()),
+            create_graph=create_graph,
+            materialize_grads=True,
+        )
+    return dict(zip(inputs, grads, strict=True))
 
 
 def _inside_vmap() -> bool:

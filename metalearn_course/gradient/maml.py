@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
 
 from metalearn_course.data.episodes import Episode
 from metalearn_course.gradient.functional import (
@@ -56,6 +56,7 @@ from metalearn_course.gradient.functional import (
     check_episode,
     check_functional,
     check_inner_loop,
+    gradient,
     over_tasks,
     update_running_stats,
     use_task_batch_norm,
@@ -98,7 +99,7 @@ def adapt(
         # FOMAML: the gradient taken at a detached copy is a constant for the outer backward,
         # so the Hessian term vanishes, and its graph is never even built.
         at = {k: v.detach() for k, v in params.items()} if first_order else params
-        grads = grad(support_loss)(at)
+        grads = gradient(support_loss, at, create_graph=not first_order)
         params = {k: v - _rate(inner_lr, step, k) * grads[k] for k, v in params.items()}
     return params
 

@@ -22,10 +22,12 @@ module instead hands the optimizer the paper's pseudo-gradient g = θ - φ̄ (φ
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
 
 from metalearn_course.data.episodes import Episode
 from metalearn_course.gradient.functional import (
@@ -34,6 +36,7 @@ from metalearn_course.gradient.functional import (
     check_episode,
     check_functional,
     check_inner_loop,
+    gradient,
     over_tasks,
     update_running_stats,
     use_task_batch_norm,
@@ -82,7 +85,7 @@ def inner_train(
     params = {k: v.detach() for k, v in params.items()}
     second_moment = {k: torch.zeros_like(v) for k, v in params.items()}
     for t in range(1, inner_steps + 1):
-        grads = grad(loss)(params, t - 1)
+        grads = gradient(partial(loss, t=t - 1), params, create_graph=False)
         if optimizer == "sgd":
             params = {k: v - inner_lr * grads[k] for k, v in params.items()}
             continue
