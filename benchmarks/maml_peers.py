@@ -76,6 +76,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from metalearn_course.data import Episode, EpisodeSampler
 from metalearn_course.device import pick_device
 from metalearn_course.gradient import MAML, conv4_classifier
+from metalearn_course.train import accumulate_gradient
 
 
 @dataclass(frozen=True)
@@ -149,15 +150,16 @@ def with_dtype(batch: Episode, dtype: torch.dtype) -> Episode:
 
 
 def ours(init: nn.Module, cfg: Config, batched: bool, channels_last: bool) -> Runner:
-    """The library's MAML as train.fit drives it: one forward of the whole meta-batch, the
-    mean query loss, one backward."""
+    """The library's MAML as train.fit drives it: the loop over tasks with one backward per
+    task (fit's tasks_per_backward=1), or vmap with one forward and one backward of the whole
+    meta-batch."""
     model = MAML(copy.deepcopy(init), inner_steps=1, inner_lr=cfg.inner_lr, batched=batched)
     if channels_last:
         model.to(memory_format=torch.channels_last)
 
     def step(batch: Episode) -> None:
         model.zero_grad(set_to_none=True)
-        model.loss(model(batch), batch).backward()
+        accumulate_gradient(model, batch, model.loss, None if batched else 1)
 
     name = f"ours, {'vmap' if batched else 'loop'}{', channels-last' if channels_last else ''}"
     return Runner(name, step, dict(model.model.named_parameters()), channels_last, peer=False)

@@ -37,6 +37,7 @@ from metalearn_course.gradient import (
     reptile_step,
     use_task_batch_norm,
 )
+from metalearn_course.gradient.folding import FoldedBlock, fold_batch_norm
 from metalearn_course.gradient.functional import update_running_stats
 from metalearn_course.nets import MLP
 from metalearn_course.train import fit
@@ -287,6 +288,50 @@ def test_vmap_equals_the_loop_over_tasks_with_batch_norm(kind):
     assert relative_error(grad_vmap, grad_loop) < 1e-10
     for key, value in state_vmap.items():  # running statistics included
         torch.testing.assert_close(value, state_loop[key], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["maml", "fomaml", "running-stats", "metasgd", "anil"])
+@pytest.mark.parametrize("batched", [False, True])
+def test_folded_first_block_is_the_same_function(kind, batched):
+    """MAML folds the first conv → batch norm into one convolution (gradient/folding.py):
+    outputs, meta-gradients, evaluation and running statistics equal the unfolded network's
+    to float64 rounding; the state_dict keeps its keys; the conv bias, which batch norm
+    cancels, gets a gradient of exactly zero."""
+    e = random_tasks(tasks=3)
+    folded = make(kind, batched)
+    assert isinstance(folded.model.body.encoder[0], FoldedBlock)  # 1 input channel: d = 9
+    assert not isinstance(folded.model.body.encoder[1], FoldedBlock)  # d = 4 · 9 > MAX_PATCH
+    plain = make(kind, batched)
+    plain.model.body.encoder[0] = nn.Sequential(*plain.model.body.encoder[0])  # unfold it
+    assert plain.state_dict().keys() == folded.state_dict().keys()
+    results = []
+    for method in (plain, folded):
+        output = method(e)
+        method.loss(output, e).backward()
+        with torch.no_grad():
+            evaluated = method.eval()(e)
+        grads = {n: p.grad for n, p in method.named_parameters()}
+        results.append(([output, evaluated, *method.state_dict().values()], grads))
+    (values, grads), (values_folded, grads_folded) = results
+    for actual, expected in zip(values_folded, values, strict=True):
+        if actual.is_floating_point():
+            torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-13)
+    bias = "model.body.encoder.0.0.bias"
+    assert torch.equal(grads_folded[bias], torch.zeros_like(grads_folded[bias]))
+    for name, expected in grads.items():
+        if name.endswith(".0.bias") or name.endswith("/0/bias"):
+            continue  # conv biases (and Meta-SGD's rates for them): rounding noise around 0
+        assert relative_error([grads_folded[name]], [expected]) < 1e-12, name
+
+
+def test_folding_needs_a_small_patch_and_a_task_batch_norm():
+    wide = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.BatchNorm2d(4))  # d = 72
+    model = nn.Sequential(wide, nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)))
+    assert fold_batch_norm(model) is model
+    assert not any(isinstance(m, FoldedBlock) for m in model.modules())  # torch's batch norm
+    use_task_batch_norm(model)
+    fold_batch_norm(model)
+    assert type(model[0]) is nn.Sequential and type(model[1]) is FoldedBlock
 
 
 def test_task_batch_norm_matches_torch_batch_norm():

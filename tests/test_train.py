@@ -8,6 +8,7 @@ method is, and this keeps the file fast.
 import itertools
 import math
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -205,6 +206,31 @@ def test_bad_arguments_raise():
         fit(tiny(), sampler(), steps=1, loss_fn=lambda out, e: out, progress=False)
     with pytest.raises(FloatingPointError, match="step 1"):
         fit(tiny(), sampler(), steps=1, loss_fn=lambda out, e: out.sum() * math.nan, progress=False)
+
+
+@pytest.mark.parametrize("group", [1, 3, 5])
+def test_tasks_per_backward_accumulates_the_same_gradient(group):
+    """Gradient accumulation over groups of tasks: the whole meta-batch's gradient (5 tasks,
+    groups of 1, 3 + 2, 5), the same loss and outputs; float64, so only rounding differs."""
+    from metalearn_course.gradient import MAML, conv4_classifier
+
+    torch.manual_seed(0)
+    method = MAML(conv4_classifier(3, hidden=4, blocks=2, image_size=8).double(), 1, 0.4)
+    images = torch.rand(6, 4, 8, 8, dtype=torch.float64)
+    batch = EpisodeSampler(images, way=3, shot=1, queries=2, seed=0).sample_batch(5)
+    batch = replace(batch, support_x=batch.support_x.double(), query_x=batch.query_x.double())
+    results = []
+    for tasks in (None, group):
+        method.zero_grad(set_to_none=True)
+        output, loss = train.accumulate_gradient(method, batch, method.loss, tasks)
+        results.append((output, loss, [p.grad.clone() for p in method.parameters()]))
+    (output, loss, grads), (output_g, loss_g, grads_g) = results
+    torch.testing.assert_close(output_g, output, rtol=0, atol=1e-14)
+    assert loss_g == pytest.approx(loss, rel=1e-14)
+    for g, expected in zip(grads_g, grads, strict=True):
+        torch.testing.assert_close(g, expected, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="tasks_per_backward"):
+        fit(method, iter([batch]), steps=1, tasks_per_backward=0, progress=False)
 
 
 def test_warmup_cosine_rises_then_decays_to_zero():

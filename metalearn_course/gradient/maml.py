@@ -24,7 +24,8 @@ With torch.func every piece is a pure function of a parameter dictionary: `funct
 runs the network with given parameters, `grad` gives the inner gradient as a tensor that is
 itself differentiable with respect to θ (so the outer backward contains the exact second-order
 term), and `vmap` runs the per-task function on all tasks of a meta-batch at once, as batched
-convolutions instead of a Python loop. No module is ever copied.
+convolutions instead of a Python loop. No module is ever copied. (Outside vmap the inner
+gradient is taken by plain torch.autograd.grad, the same numbers, faster: functional.gradient.)
 
 Two ways to use it:
 
@@ -37,6 +38,10 @@ episodic classifier for train.fit and evaluate.few_shot.
 Batch norm is MAML's: batch statistics at test time too ("transductive"), see
 metalearn_course.gradient.functional; MAML converts the model's batch-norm layers to
 TaskBatchNorm, whose batched second derivatives are correct.
+
+On a CPU, train with the loop over tasks and one backward per task,
+``fit(MAML(..., batched=False), meta_batches(sampler, 16), steps, tasks_per_backward=1)``:
+the same meta-gradient with the memory of one task (benchmarks/maml_peers.py).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from metalearn_course.data.episodes import Episode
+from metalearn_course.gradient.folding import fold_batch_norm
 from metalearn_course.gradient.functional import (
     InnerLR,
     LossFn,
@@ -148,7 +154,9 @@ class MAML(nn.Module):
     train.fit and evaluate.few_shot work unchanged.
 
     model: the network f_θ, e.g. conv4_classifier(way); its torch batch-norm layers are
-        replaced in place by TaskBatchNorm (same parameters).
+        replaced in place by TaskBatchNorm (same parameters), and a first conv → batch norm
+        pair with a small input patch runs as one convolution (gradient.folding: the same
+        function, faster).
     inner_steps, inner_lr: k and α; inner_lr is one float, or one per step.
     first_order: FOMAML (drop the Hessian term).
     learn_inner_lr: meta-learn the per-step rates α_j as well (a per-step version of the
@@ -189,7 +197,8 @@ class MAML(nn.Module):
         reference = next(model.parameters(), None)
         if reference is None:
             raise ValueError("model has no parameters; MAML adapts a model's parameters")
-        self.model = use_task_batch_norm(model, transductive)
+        # the first conv → batch norm pair runs as one convolution (same function, faster)
+        self.model = fold_batch_norm(use_task_batch_norm(model, transductive))
         rates = torch.tensor(rates, dtype=reference.dtype, device=reference.device)
         if learn_inner_lr:
             self.inner_lr = nn.Parameter(rates)
