@@ -633,7 +633,7 @@ def _train_few_shot(recipe, plan, budget, process, out, resume, seed) -> Outcome
     from metalearn_course import distributed
     from metalearn_course.data import EpisodeSampler, load_omniglot
     from metalearn_course.evaluate import few_shot_accuracies, mean_ci95
-    from metalearn_course.gradient import meta_batches
+    from metalearn_course.gradient import MAML, meta_batches
     from metalearn_course.train import fit
 
     train_split = load_omniglot("vinyals-train")
@@ -678,6 +678,8 @@ def _train_few_shot(recipe, plan, budget, process, out, resume, seed) -> Outcome
         save_every=max(1, min(500, plan.steps // 10)),
         resume=resume,
         progress=process.main,
+        # MAML's family: one backward per task, the same update with one task's memory
+        tasks_per_backward=1 if isinstance(model, MAML) else None,
         **validation,
     )
     train_seconds = time.perf_counter() - start

@@ -21,7 +21,8 @@ other operations, to any order, and under vmap). What changes is the cost: the s
 from a d × d matrix instead of two passes over the convolution's output, and no normalisation
 pass follows. For Omniglot's first layer (one input channel, 3×3 kernels: d = 9) that output
 is the largest tensor of the network, 64 channels at 28×28, and its batch norm forward and
-backward were a fifth of a MAML meta-iteration on a CPU (benchmarks/maml_peers.py).
+backward took 13-21% of a MAML meta-iteration on a 2-core CPU, depending on the memory layout
+(profiled in the configuration of benchmarks/maml_peers.py).
 
 Σ is computed in float64 from centred patches, so the statistics are more precise than a
 float32 batch norm's. Folding pays only while d is small: Σ costs d² per position, so a layer
