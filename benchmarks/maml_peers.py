@@ -9,9 +9,11 @@ function from the SAME initial weights on the SAME meta-batches:
     → ReLU] × 4 → linear;  meta-loss = mean over tasks of the query cross-entropy after one
     inner step on the support set.
 
-- ours: `metalearn_course.gradient.MAML` (torch.func, TaskBatchNorm) as train.fit drives it,
-  with a Python loop over the tasks (`batched=False`) or vmap (`batched=True`), in PyTorch's
-  default memory layout or channels-last (the model and the images, see channels_last_images);
+- ours: `metalearn_course.gradient.MAML` (torch.func, TaskBatchNorm, the first block folded)
+  as train.fit drives it, with a Python loop over the tasks (`batched=False`) and one backward
+  per task (`tasks_per_backward=1`), or vmap (`batched=True`) and one backward per meta-batch,
+  in PyTorch's default memory layout or channels-last (the model and the images, see
+  channels_last_images);
 - plain loop: the inner step unrolled with `torch.autograd.grad(create_graph=True)` on Conv4
   written with torch.nn.functional, task by task, no library;
 - higher 0.2.1: `higher.innerloop_ctx` with a differentiable SGD step, as in its MAML example;
