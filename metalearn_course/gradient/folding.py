@@ -35,8 +35,6 @@ of the batch.)
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,6 +84,9 @@ class FoldedBlock(nn.Sequential):
     whenever the batch norm uses the batch's statistics. The children, their names and their
     parameters are the original block's: state_dicts are unchanged."""
 
+    def __init__(self, *modules: nn.Module) -> None:
+        super().__init__(*modules)  # named "0", "1", ... as in any nn.Sequential
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, norm, *rest = self
         if (norm.transductive or norm.training) and not norm.recording:
@@ -101,8 +102,14 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     """Turn, in place, every nn.Sequential of `model` that starts with a foldable
     conv → TaskBatchNorm pair (see can_fold) into a FoldedBlock. Returns `model`."""
     for name, child in model.named_children():
-        if type(child) is nn.Sequential and len(child) >= 2 and can_fold(child[0], child[1]):
-            setattr(model, name, FoldedBlock(OrderedDict(child.named_children())))
+        default_names = list(child._modules) == [str(i) for i in range(len(child._modules))]
+        if (
+            type(child) is nn.Sequential
+            and default_names  # a FoldedBlock names its children 0, 1, ...: keys stay the same
+            and len(child) >= 2
+            and can_fold(child[0], child[1])
+        ):
+            setattr(model, name, FoldedBlock(*child))
         else:
             fold_batch_norm(child)
     return model
