@@ -36,8 +36,10 @@ book-execute: setup
 	$(VENV)/bin/metalearn-course refresh
 	$(MAKE) book
 
+# ruff, then the architecture: import-linter's contracts in pyproject.toml ([tool.importlinter]).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # The whole suite: lint, book build, then one pytest run with the unit tests, nbval on every
 # notebook of book/ and lessons/, the papermill quick runs and the browser test.
@@ -56,9 +58,11 @@ notebooks: data
 browser: book
 	$(PY) -m pytest tests/test_browser.py -q
 
-# JupyterLab on the notebooks, with the project's kernel (the virtualenv's python3).
+# JupyterLab on the notebooks, with the project's kernel (the virtualenv's python3). Jupyter
+# refuses to run as root (containers, cloud VMs, Colab-like machines) without --allow-root;
+# other users keep its default.
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 refresh: setup
 	$(VENV)/bin/metalearn-course refresh $(NB)

@@ -105,6 +105,8 @@ def refresh(paths: list[Path], timeout: int = 1800) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from . import reproduce  # torch and the methods: imported when the command line runs
+
     parser = argparse.ArgumentParser(prog="metalearn-course", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_refresh = commands.add_parser(
@@ -118,40 +120,51 @@ def main(argv: list[str] | None = None) -> None:
         "reproduce",
         help="train and evaluate a method at the paper's, the book's or a quick budget",
         description="Train and evaluate one method in one setting with the book's code; see"
-        " metalearn_course/reproduce.py. Under torchrun the meta-batch is split across processes.",
+        " the recipes in metalearn_course/recipes.py. Under torchrun the meta-batch is split"
+        " across processes.",
     )
-    p_reproduce.add_argument("method", nargs="?", help="e.g. maml, fomaml, protonet (see --list)")
-    p_reproduce.add_argument("--list", action="store_true", help="list the recipes and exit")
-    p_reproduce.add_argument(
-        "--setting", help="e.g. omniglot-20w5s, bandits-k10n100 (default: the method's first)"
+    reproduce.add_arguments(p_reproduce)
+    args = parser.parse_args(argv)  # a usage error exits here, with status 2
+    from .data.download import ChecksumError, DownloadError, UnsafeArchiveError
+    from .data.omniglot import OmniglotNotAvailable, OmniglotVerificationError
+
+    # Expected failures end as "metalearn-course COMMAND: message" on stderr, with exit
+    # status 1 and no traceback: the library's errors about the data (missing, damaged, not the
+    # known release, a download that broke off), whose messages name the fix, a data folder
+    # that is a file, and the commands' own SystemExit messages. Any other exception is a bug
+    # and keeps its traceback.
+    expected = (
+        OmniglotNotAvailable,
+        OmniglotVerificationError,
+        DownloadError,
+        ChecksumError,
+        UnsafeArchiveError,
+        NotADirectoryError,  # METALEARN_DATA (or root=) names a file
     )
-    p_reproduce.add_argument(
-        "--budget", default="book", choices=["paper", "book", "quick"], help="default: book"
-    )
-    p_reproduce.add_argument("--device", default="auto", help="auto (a GPU if any), cpu, cuda")
-    p_reproduce.add_argument("--out", type=Path, help="default: results/METHOD-SETTING-BUDGET")
-    p_reproduce.add_argument("--resume", action="store_true", help="continue a stopped run")
-    p_reproduce.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    prefix = f"metalearn-course {args.command}: "
+    try:
+        if args.command == "reproduce":
+            reproduce.command(args)
 
-    if args.command == "reproduce":
-        from .reproduce import main as reproduce
+        if args.command == "data":
+            from .data import load_omniglot
 
-        reproduce(args)
+            for split in ("vinyals-trainval", "vinyals-test", "lake-background", "lake-evaluation"):
+                print(load_omniglot(split))
 
-    if args.command == "data":
-        from .data import load_omniglot
-
-        for split in ("vinyals-trainval", "vinyals-test", "lake-background", "lake-evaluation"):
-            print(load_omniglot(split))
-
-    if args.command == "refresh":
-        root = Path.cwd()
-        if not args.notebooks and not (root / "_toc.yml").exists():
-            raise SystemExit("refresh: run from the repository root (no _toc.yml here)")
-        # The same environment as `make test`, so refreshed outputs are what nbval will see.
-        os.environ.setdefault("OMP_NUM_THREADS", "2")
-        refresh(args.notebooks or toc_notebooks(root), timeout=args.timeout)
+        if args.command == "refresh":
+            root = Path.cwd()
+            if not args.notebooks and not (root / "_toc.yml").exists():
+                raise SystemExit("refresh: run from the repository root (no _toc.yml here)")
+            # The same environment as `make test`, so refreshed outputs are what nbval will see.
+            os.environ.setdefault("OMP_NUM_THREADS", "2")
+            refresh(args.notebooks or toc_notebooks(root), timeout=args.timeout)
+    except expected as error:
+        raise SystemExit(f"{prefix}{error}") from error
+    except SystemExit as stop:  # e.g. "reproduce: ..." from reproduce.command: the same prefix
+        if not isinstance(stop.code, str):
+            raise
+        raise SystemExit(prefix + stop.code.removeprefix(f"{args.command}: ")) from stop
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from metalearn_course.data.episodes import Episode
+from metalearn_course.nets import mode
 
 # Any callable Episode -> logits [N*Q, N]: an nn.Module or a plain function.
 Method = Callable[[Episode], torch.Tensor]
@@ -106,27 +107,20 @@ def evaluate_stream(
     if count < 1:
         raise ValueError(f"{unit}={count}; use {unit} >= 1")
     device = _default_device(method) if device is None else torch.device(device)
-    modes = [(m, m.training) for m in method.modules()] if isinstance(method, nn.Module) else []
-    if isinstance(method, nn.Module):
-        method.eval()
     scores = []
-    try:
-        # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
-        bar = tqdm(
-            itertools.islice(sampler, count),
-            total=count,
-            disable=not progress,
-            leave=False,
-            file=sys.stderr,
-            mininterval=1.0,
-        )
-        with torch.no_grad():
-            for item in bar:
-                item = item.to(device)
-                scores.append(score(method(item), item))
-    finally:
-        for module, training in modes:
-            module.train(training)
+    # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
+    bar = tqdm(
+        itertools.islice(sampler, count),
+        total=count,
+        disable=not progress,
+        leave=False,
+        file=sys.stderr,
+        mininterval=1.0,
+    )
+    with mode(method, training=False), torch.no_grad():
+        for item in bar:
+            item = item.to(device)
+            scores.append(score(method(item), item))
     if len(scores) < count:
         raise ValueError(
             f"sampler gave only {len(scores)} {unit} but {unit}={count};"
@@ -211,17 +205,11 @@ def embed_images(
         raise ValueError(f"batch_size={batch_size}; use batch_size >= 1")
     device = _default_device(encoder) if device is None else torch.device(device)
     flat = images.flatten(0, 1)
-    modes = [(m, m.training) for m in encoder.modules()]
-    encoder.eval()
-    try:
-        with torch.no_grad():
-            features = []
-            for start in range(0, len(flat), batch_size):
-                x = flat[start : start + batch_size].to(device)
-                x = torch.div(x, 255) if x.dtype == torch.uint8 else x.float()
-                features.append(encoder(x).float().cpu())
-    finally:
-        for module, training in modes:
-            module.train(training)
+    features = []
+    with mode(encoder, training=False), torch.no_grad():
+        for start in range(0, len(flat), batch_size):
+            x = flat[start : start + batch_size].to(device)
+            x = torch.div(x, 255) if x.dtype == torch.uint8 else x.float()
+            features.append(encoder(x).float().cpu())
     features = torch.cat(features)
     return features.view(*images.shape[:2], *features.shape[1:])

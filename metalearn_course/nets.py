@@ -12,10 +12,16 @@ Using the same backbone everywhere is what makes the chapters' numbers comparabl
 come from the meta-learning method, not from the network.
 
 The MLP is MAML's sinusoid regressor: 1 → 40 → 40 → 1 with ReLU (Finn et al. 2017, Sec. 5.1).
+
+`mode(module, training)` switches a module to train or eval mode for a block of code and then
+restores every submodule's own mode (a module may be partly frozen in eval mode on purpose):
+the one way the library's trainers and evaluators change modes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import pairwise
 
 import torch
@@ -93,3 +99,19 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+@contextmanager
+def mode(module: nn.Module | None, training: bool) -> Iterator[None]:
+    """Put `module` and every submodule in train (True) or eval (False) mode for the block, then
+    restore each submodule's previous mode. `module=None` (or a plain function) does nothing."""
+    if not isinstance(module, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    module.train(training)
+    try:
+        yield
+    finally:
+        for m, was_training in modes:
+            m.train(was_training)

@@ -29,10 +29,14 @@ VALIDATION WEIGHTS: the returned model is the early-stopped one, not the last st
 
 Resuming (long runs, metalearn_course.reproduce): with ``state=path`` fit writes the whole
 training state (weights, optimizer, schedule, the sampler's position, torch's RNG, history) to
-`path` every `save_every` steps and at the end, atomically (save_checkpoint). A run started again
-with ``resume=True`` continues from the last state written, and ends with the same weights as a
-run that was never interrupted. The sampler must have `state_dict`/`load_state_dict`
-(EpisodeSampler and gradient.meta_batches do).
+`path` every `save_every` steps and at the end, atomically (`checkpoints.TrainingState`, the one
+rule of every trainer). A run started again with ``resume=True`` and the same settings continues
+from the last state written, and ends with the same weights as a run that was never interrupted.
+The sampler must have `state_dict`/`load_state_dict` (EpisodeSampler and gradient.meta_batches
+do).
+
+Reading order: `fit` is the loop (zero_grad, forward, loss, backward, step); the pieces it is
+made of follow it (`accumulate_gradient`, `TrainingLog`, `Validation`, the argument checks).
 
 Reproducibility: the episodes come from the seeded samplers and the initial weights from torch's
 seeded generator (metalearn_course.seeding.seed_everything), so two runs with the same seeds
@@ -45,9 +49,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,9 +62,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from tqdm import tqdm
 
+from metalearn_course.checkpoints import TrainingState, optimizer_settings, save_checkpoint
 from metalearn_course.data.episodes import Episode
 from metalearn_course.distributed import is_main, unwrap
 from metalearn_course.evaluate import episode_accuracy, few_shot
+from metalearn_course.nets import mode
 
 # loss_fn(output, episode) -> scalar tensor; the signature of a method's `loss` as well.
 LossFn = Callable[[torch.Tensor, Episode], torch.Tensor]
@@ -81,58 +85,6 @@ class History:
     best_val: float | None = None
 
 
-def save_checkpoint(method: nn.Module, path: str | Path, **extra: Any) -> None:
-    """Save the method's state_dict and `extra` values (numbers, strings, tensors, lists,
-    dicts: what torch.load(weights_only=True) accepts) to `path`.
-
-    The file is written to a temporary file next to it and then renamed over `path`
-    (os.replace is atomic), so an interrupted save never leaves a half-written checkpoint.
-    """
-    if "state_dict" in extra:
-        raise ValueError("extra has a 'state_dict' key; that name is the weights, use another")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save({"state_dict": method.state_dict(), **extra}, file)
-            file.flush()
-            os.fsync(file.fileno())  # on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw contents of a file written by save_checkpoint, with a clear error for a file that
-    is truncated, corrupt or something else.
-
-    weights_only=True: the file can only hold tensors and plain values, so loading a
-    checkpoint from elsewhere cannot run code (a full pickle could).
-    """
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # truncated zip, bad pickle, a forbidden type...
-        raise ValueError(
-            f"{path} is not a readable checkpoint ({type(error).__name__}: {error});"
-            " it may be truncated or corrupt: restore a good copy, or delete it to start over"
-        ) from error
-    if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise ValueError(f"{path} is not a checkpoint written by save_checkpoint")
-    return payload
-
-
-def load_checkpoint(method: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load weights saved by save_checkpoint into `method`; return the extra values."""
-    payload = read_checkpoint(path)
-    method.load_state_dict(payload["state_dict"])  # copies onto the method's own device
-    return {key: value for key, value in payload.items() if key != "state_dict"}
-
-
 def warmup_cosine(steps: int) -> Callable[[int], float]:
     """The course's learning-rate schedule for `fit(lr_schedule=...)`: a linear warm-up over the
     first 5% of `steps`, then a cosine decay to 0 (Loshchilov & Hutter 2017, arXiv:1608.03983),
@@ -149,35 +101,116 @@ def warmup_cosine(steps: int) -> Callable[[int], float]:
     return factor
 
 
-def check_state_file(state: str | Path | None, resume: bool) -> None:
-    """The rules of a resumable run, shared by every training loop: an existing state file is
-    continued only with resume=True (never overwritten), and resume=True needs a state file."""
-    if state is None:
-        if resume:
-            raise ValueError("resume=True needs state=<file> to resume from")
-    elif Path(state).exists() and not resume:
-        raise FileExistsError(
-            f"{state} exists (a previous run's training state); pass resume=True to continue"
-            " it, or remove the file to start over"
+def step_decay(every: int, factor: float = 0.5) -> Callable[[int], float]:
+    """The papers' step decay for `fit(lr_schedule=...)`: the rate times `factor` every `every`
+    steps (Snell et al. 2017 halve Adam's rate every 2000 episodes: ``step_decay(2000)``),
+
+        factor(t) = factor ** (t // every).
+    """
+    if every < 1:
+        raise ValueError(f"every={every}; decay every 1 step or more")
+    if not 0 < factor <= 1:
+        raise ValueError(f"factor={factor}; use a factor in (0, 1]")
+    return lambda step: factor ** (step // every)
+
+
+def linear_decay(steps: int) -> Callable[[int], float]:
+    """A linear decay from the full rate at step 0 to 0 after `steps` steps (Reptile's ε,
+    Nichol et al. 2018): factor(t) = 1 - t / steps."""
+    if steps < 1:
+        raise ValueError(f"steps={steps}; the schedule needs at least 1 step")
+    return lambda step: 1 - step / steps
+
+
+def fit(
+    method: nn.Module,
+    sampler: Iterable[Episode],
+    steps: int,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_schedule: Callable[[int], float] | LRScheduler | None = None,
+    loss_fn: LossFn | None = None,
+    val_sampler: Iterable[Episode] | None = None,
+    val_every: int = 0,
+    val_episodes: int = 100,
+    checkpoint: str | Path | None = None,
+    state: str | Path | None = None,
+    save_every: int = 100,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    log_every: int = 10,
+    tasks_per_backward: int | None = None,
+) -> History:
+    """Train `method` on `steps` episodes from `sampler`, one optimizer step per episode.
+
+    optimizer: default Adam(lr=1e-3) on the method's trainable parameters (the papers' choice).
+    lr_schedule: a function step -> factor multiplying the initial learning rate (e.g.
+        `warmup_cosine(steps)`, or the ProtoNet paper's `step_decay(2000)`), or a torch
+        LRScheduler built on `optimizer`. Stepped once per training step.
+    loss_fn: (output, episode) -> scalar; default method.loss, else cross-entropy (see module
+        docstring).
+    val_sampler, val_every, val_episodes, checkpoint: validate every `val_every` steps on
+        `val_episodes` fixed episodes and restore the best weights at the end (`Validation`);
+        `checkpoint` is a file where the best weights are kept. val_every=0: no validation.
+    state, save_every, resume: write the whole training state to the file `state` every
+        `save_every` steps and at the end; resume=True continues from it
+        (`checkpoints.TrainingState`: the run's settings must be the same).
+    device: where the method and episodes go; default the device of the method's parameters.
+    progress: show a progress bar (stderr) with the running loss and accuracy.
+    log_every: History gets the mean loss and accuracy of every `log_every` steps (and of the
+        last, shorter window when steps is not a multiple).
+    tasks_per_backward: meta-batches only: forward, loss and backward on groups of this many
+        tasks, the gradients added up (see accumulate_gradient): the same update with the
+        memory of one group.
+    """
+    _check_arguments(steps, log_every, tasks_per_backward, state, save_every, sampler)
+    device = _place(method, device)
+    optimizer = optimizer if optimizer is not None else _default_optimizer(method)
+    scheduler = _as_scheduler(optimizer, lr_schedule)
+    core = unwrap(method)  # under DDP: the module inside the wrapper (distributed.py)
+    compute_loss = _loss_function(core, loss_fn)
+    validation = Validation(method, val_sampler, val_every, val_episodes, checkpoint, device)
+    log = TrainingLog(log_every)
+    config = dict(steps=steps, log_every=log_every, val_every=val_every,
+                  val_episodes=val_episodes, tasks_per_backward=tasks_per_backward,
+                  optimizer=optimizer_settings(optimizer), schedule=scheduler is not None)
+    run = TrainingState(state, config, resume)
+    parts = dict(optimizer=optimizer, scheduler=scheduler, sampler=sampler, log=log,
+                 validation=validation)
+    done = _restore(run.load(), core, **parts)
+
+    step = done
+    with mode(method, training=True), _progress_bar(steps, done, progress) as bar:
+        for step, episode in enumerate(itertools.islice(sampler, steps - done), start=done + 1):
+            episode = episode.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            try:  # forward, loss and backward: ∇ loss lands in the parameters' .grad
+                output, loss = accumulate_gradient(
+                    method, episode, compute_loss, tasks_per_backward
+                )
+            except FloatingPointError as error:
+                raise FloatingPointError(f"at step {step}: {error}") from None
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+
+            log.add(step, loss, output, episode, last=step == steps, bar=bar)
+            validation.after(step, log.history)
+            if state is not None and is_main() and (step % save_every == 0 or step == steps):
+                run.save(core, **_state(step, **parts))
+            bar.update(1)
+    if step < steps:
+        raise ValueError(
+            f"sampler gave only {step} episodes but steps={steps}; use steps <= {step} or an"
+            " endless EpisodeSampler"
         )
+    validation.restore_best(core)  # early stopping: keep the best validated weights
+    return log.history
 
 
-def _loss_function(method: nn.Module, loss_fn: LossFn | None) -> LossFn:
-    """The convention of the module docstring: loss_fn, else method.loss, else cross-entropy."""
-    if loss_fn is not None:
-        return loss_fn
-    if callable(getattr(method, "loss", None)):
-        return method.loss
-
-    def cross_entropy(logits: torch.Tensor, episode: Episode) -> torch.Tensor:
-        return F.cross_entropy(logits, episode.query_y)
-
-    return cross_entropy
-
-
-def tasks_of(episode: Episode, start: int, stop: int) -> Episode:
-    """Tasks start..stop-1 of a meta-batch (tensors with a leading task dimension)."""
-    return Episode(*(getattr(episode, f.name)[start:stop] for f in dataclasses.fields(Episode)))
+# ---------------------------------------------------------------------------------------------
+# The pieces fit is made of.
 
 
 def accumulate_gradient(
@@ -196,6 +229,8 @@ def accumulate_gradient(
         to the order of float additions, with one group's graph in memory instead of the
         whole meta-batch's. None: the whole meta-batch at once.
     """
+    if episode.query_y.numel() == 0:
+        raise ValueError("the sampler's episodes have no queries; use queries >= 1")
     groups = [(0, None)]
     if tasks_per_backward is not None and episode.support_y.ndim == 2:  # a meta-batch
         tasks = episode.support_y.shape[0]
@@ -230,51 +265,109 @@ def accumulate_gradient(
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), total
 
 
-def fit(
-    method: nn.Module,
-    sampler: Iterable[Episode],
-    steps: int,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    lr_schedule: Callable[[int], float] | LRScheduler | None = None,
-    loss_fn: LossFn | None = None,
-    val_sampler: Iterable[Episode] | None = None,
-    val_every: int = 0,
-    val_episodes: int = 100,
-    checkpoint: str | Path | None = None,
-    state: str | Path | None = None,
-    save_every: int = 100,
-    resume: bool = False,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    log_every: int = 10,
-    tasks_per_backward: int | None = None,
-) -> History:
-    """Train `method` on `steps` episodes from `sampler`, one optimizer step per episode.
+def tasks_of(episode: Episode, start: int, stop: int) -> Episode:
+    """Tasks start..stop-1 of a meta-batch (tensors with a leading task dimension)."""
+    return Episode(*(getattr(episode, f.name)[start:stop] for f in dataclasses.fields(Episode)))
 
-    optimizer: default Adam(lr=1e-3) on the method's trainable parameters (the papers' choice).
-    lr_schedule: a function step -> factor multiplying the initial learning rate (e.g. the
-        ProtoNet paper's halving every 2000 episodes: ``lambda s: 0.5 ** (s // 2000)``), or a
-        torch LRScheduler built on `optimizer`. Stepped once per training step.
-    loss_fn: (output, episode) -> scalar; default method.loss, else cross-entropy (see module
-        docstring).
-    val_sampler, val_every, val_episodes: validate every `val_every` steps on `val_episodes`
-        fixed episodes; the best weights are restored at the end. val_every=0: no validation.
-    checkpoint: file where the best-validation weights are kept (load with load_checkpoint);
-        it stores the extras step and val_accuracy. Needs validation.
-    state, save_every, resume: write the whole training state to the file `state` every
-        `save_every` steps and at the end (see "Resuming" in the module docstring). If the file
-        exists, resume=True continues from it; resume=False refuses to overwrite it. resume=True
-        without the file starts at step 0.
-    device: where the method and episodes go; default the device of the method's parameters.
-    progress: show a progress bar (stderr) with the running loss and accuracy.
-    log_every: History gets the mean loss and accuracy of every `log_every` steps (and of the
-        last, shorter window when steps is not a multiple).
-    tasks_per_backward: meta-batches only: forward, loss and backward on groups of this many
-        tasks, the gradients added up (see accumulate_gradient): the same update with the
-        memory of one group. On a CPU, 1 is also faster for MAML (each task's activations are
-        reused while they are still in memory; benchmarks/maml_peers.py).
-    """
+
+class TrainingLog:
+    """The History of a run: means of the loss and the training accuracy over windows of
+    `every` steps (and the last, shorter window), shown on the progress bar as they close."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.history = every, History()
+        self.window = [0.0, 0.0, 0]  # loss and accuracy summed over the open window, its steps
+
+    def add(
+        self, step: int, loss: float, output: torch.Tensor, episode: Episode, last: bool, bar: Any
+    ) -> None:
+        self.window[0] += loss
+        # [N*Q, N] for an episode; [B, N*Q, N] for a meta-batch (stack_episodes)
+        if tuple(output.shape) == (*episode.query_y.shape, episode.way):
+            self.window[1] += episode_accuracy(output.detach(), episode.query_y)
+        else:
+            self.window[1] = math.nan
+        self.window[2] += 1
+        if step % self.every == 0 or last:
+            history, (loss_sum, accuracy_sum, count) = self.history, self.window
+            history.step.append(step)
+            history.loss.append(loss_sum / count)
+            history.accuracy.append(accuracy_sum / count)
+            self.window = [0.0, 0.0, 0]
+            shown = {"loss": f"{history.loss[-1]:.3f}", "acc": f"{history.accuracy[-1]:.3f}"}
+            if history.best_val is not None:
+                shown["best_val"] = f"{history.best_val:.3f}"
+            bar.set_postfix(shown, refresh=False)  # drawn at the next (rate-limited) update
+
+
+class Validation:
+    """Early stopping: every `every` steps, the method's accuracy on `episodes` episodes drawn
+    ONCE from `sampler` (so every validation scores the very same tasks), with the shared
+    evaluator; the best weights are kept (and written to `checkpoint`, with the extras step and
+    val_accuracy), and `restore_best` puts them back at the end. every=0: no validation."""
+
+    def __init__(
+        self,
+        method: nn.Module,
+        sampler: Iterable[Episode] | None,
+        every: int,
+        episodes: int,
+        checkpoint: str | Path | None,
+        device: torch.device,
+    ) -> None:
+        if every < 0:
+            raise ValueError(f"val_every={every}; use val_every >= 1, or 0 for no validation")
+        if every > 0 and sampler is None:
+            raise ValueError(f"val_every={every} but val_sampler is None; pass a val_sampler")
+        if every == 0 and sampler is not None:
+            raise ValueError("val_sampler given but val_every=0; set val_every to validate")
+        if checkpoint is not None and every == 0:
+            raise ValueError(
+                "checkpoint keeps the best-validation weights; pass val_sampler and val_every"
+                " too (or call save_checkpoint after fit)"
+            )
+        if every > 0 and episodes < 1:
+            raise ValueError(f"val_episodes={episodes}; use val_episodes >= 1")
+        self.method, self.every, self.checkpoint, self.device = method, every, checkpoint, device
+        self.episodes: list[Episode] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        if every > 0:
+            self.episodes = [e.to(device) for e in itertools.islice(sampler, episodes)]
+            if len(self.episodes) < episodes:
+                raise ValueError(
+                    f"val_sampler gave only {len(self.episodes)} episodes; use val_episodes <="
+                    f" {len(self.episodes)} or an endless EpisodeSampler"
+                )
+
+    def after(self, step: int, history: History) -> None:
+        if self.every == 0 or step % self.every != 0:
+            return
+        # few_shot switches to eval mode and back, and runs without gradients.
+        accuracy = few_shot(
+            self.method, self.episodes, len(self.episodes), self.device, progress=False
+        ).mean
+        history.val_step.append(step)
+        history.val_accuracy.append(accuracy)
+        if history.best_val is None or accuracy > history.best_val:
+            history.best_step, history.best_val = step, accuracy
+            core = unwrap(self.method)
+            self.best_state = {k: v.detach().clone() for k, v in core.state_dict().items()}
+            if self.checkpoint is not None and is_main():
+                save_checkpoint(core, self.checkpoint, step=step, val_accuracy=accuracy)
+
+    def restore_best(self, core: nn.Module) -> None:
+        if self.best_state is not None:
+            core.load_state_dict(self.best_state)
+
+
+def _check_arguments(
+    steps: int,
+    log_every: int,
+    tasks_per_backward: int | None,
+    state: str | Path | None,
+    save_every: int,
+    sampler: Iterable[Episode],
+) -> None:
     if steps < 1:
         raise ValueError(f"steps={steps}; use steps >= 1")
     if log_every < 1:
@@ -284,19 +377,6 @@ def fit(
             f"tasks_per_backward={tasks_per_backward}; use an int >= 1, or None for the whole"
             " meta-batch at once"
         )
-    if val_every < 0:
-        raise ValueError(f"val_every={val_every}; use val_every >= 1, or 0 for no validation")
-    if val_every > 0 and val_sampler is None:
-        raise ValueError(f"val_every={val_every} but val_sampler is None; pass a val_sampler")
-    if val_every == 0 and val_sampler is not None:
-        raise ValueError("val_sampler given but val_every=0; set val_every to validate")
-    if checkpoint is not None and val_every == 0:
-        raise ValueError(
-            "checkpoint keeps the best-validation weights; pass val_sampler and val_every too"
-            " (or call save_checkpoint after fit)"
-        )
-    if val_every > 0 and val_episodes < 1:
-        raise ValueError(f"val_episodes={val_episodes}; use val_episodes >= 1")
     if state is not None:
         if save_every < 1:
             raise ValueError(f"save_every={save_every}; use save_every >= 1")
@@ -305,78 +385,47 @@ def fit(
                 f"state needs a sampler that can save its position, but {type(sampler).__name__}"
                 " has no state_dict(); use an EpisodeSampler or gradient.meta_batches"
             )
-    check_state_file(state, resume)
 
+
+def _place(method: nn.Module, device: str | torch.device | None) -> torch.device:
+    """Move the method to `device` if given; return the device its parameters are on."""
     if device is not None:
         method.to(device)
     parameter = next(itertools.chain(method.parameters(), method.buffers()), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    if optimizer is None:
-        trainable = [p for p in method.parameters() if p.requires_grad]
-        if not trainable:
-            raise ValueError("method has no trainable parameters; there is nothing to fit")
-        optimizer = torch.optim.Adam(trainable, lr=1e-3)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _default_optimizer(method: nn.Module) -> torch.optim.Optimizer:
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("method has no trainable parameters; there is nothing to fit")
+    return torch.optim.Adam(trainable, lr=1e-3)
+
+
+def _as_scheduler(
+    optimizer: torch.optim.Optimizer, lr_schedule: Callable[[int], float] | LRScheduler | None
+) -> LRScheduler | None:
     if lr_schedule is None or isinstance(lr_schedule, LRScheduler):
-        scheduler = lr_schedule
-    else:
-        scheduler = LambdaLR(optimizer, lr_schedule)
-    # Under DDP (metalearn_course.distributed) `method` is the wrapper: calling it averages
-    # gradients across processes; its loss and weights are those of the module inside, and
-    # only the first process writes files.
-    core = unwrap(method)
-    compute_loss = _loss_function(core, loss_fn)
-    writes = is_main()
+        return lr_schedule
+    return LambdaLR(optimizer, lr_schedule)
 
-    val_set: list[Episode] = []
-    if val_every > 0:
-        # Drawn once: every validation then scores the very same tasks.
-        val_set = [e.to(device) for e in itertools.islice(val_sampler, val_episodes)]
-        if len(val_set) < val_episodes:
-            raise ValueError(
-                f"val_sampler gave only {len(val_set)} episodes; use val_episodes <="
-                f" {len(val_set)} or an endless EpisodeSampler"
-            )
 
-    history = History()
-    best_state: dict[str, torch.Tensor] | None = None
-    window_loss, window_accuracy, window_steps = 0.0, 0.0, 0
-    done = 0  # steps already taken by an earlier, interrupted run
-    if state is not None and Path(state).exists():
-        saved = read_checkpoint(state)
-        if saved.get("steps") != steps:
-            raise ValueError(
-                f"{state} belongs to a run of steps={saved.get('steps')}, not steps={steps};"
-                " resume with the same settings, or remove the file to start over"
-            )
-        core.load_state_dict(saved["state_dict"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-        sampler.load_state_dict(saved["sampler"])
-        torch.set_rng_state(saved["torch_rng"])
-        history = History(**saved["history"])
-        window_loss, window_accuracy, window_steps = saved["window"]
-        best_state, done = saved["best_state"], saved["step"]
+def _loss_function(method: nn.Module, loss_fn: LossFn | None) -> LossFn:
+    """The convention of the module docstring: loss_fn, else method.loss, else cross-entropy."""
+    if loss_fn is not None:
+        return loss_fn
+    if callable(getattr(method, "loss", None)):
+        return method.loss
 
-    def save_state(step: int) -> None:
-        save_checkpoint(
-            core,
-            state,
-            step=step,
-            steps=steps,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict() if scheduler is not None else None,
-            sampler=sampler.state_dict(),
-            torch_rng=torch.get_rng_state(),
-            history=dataclasses.asdict(history),
-            window=[window_loss, window_accuracy, window_steps],
-            best_state=best_state,
-        )
+    def cross_entropy(logits: torch.Tensor, episode: Episode) -> torch.Tensor:
+        return F.cross_entropy(logits, episode.query_y)
 
-    modes = [(m, m.training) for m in method.modules()]
-    method.train()
+    return cross_entropy
+
+
+def _progress_bar(steps: int, done: int, progress: bool) -> tqdm:
     # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
-    bar = tqdm(
+    return tqdm(
         total=steps,
         initial=done,
         disable=not progress,
@@ -384,63 +433,48 @@ def fit(
         file=sys.stderr,
         mininterval=1.0,
     )
-    step = done
-    try:
-        for step, episode in enumerate(itertools.islice(sampler, steps - done), start=done + 1):
-            episode = episode.to(device)
-            if episode.query_y.numel() == 0:
-                raise ValueError("the sampler's episodes have no queries; use queries >= 1")
-            optimizer.zero_grad(set_to_none=True)
-            try:
-                output, value = accumulate_gradient(
-                    method, episode, compute_loss, tasks_per_backward
-                )
-            except FloatingPointError as error:
-                raise FloatingPointError(f"at step {step}: {error}") from None
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
 
-            window_loss += value
-            # [N*Q, N] for an episode; [B, N*Q, N] for a meta-batch (stack_episodes)
-            expected = (*episode.query_y.shape, episode.way)
-            if tuple(output.shape) == expected:
-                window_accuracy += episode_accuracy(output.detach(), episode.query_y)
-            else:
-                window_accuracy = math.nan
-            window_steps += 1
-            if step % log_every == 0 or step == steps:
-                history.step.append(step)
-                history.loss.append(window_loss / window_steps)
-                history.accuracy.append(window_accuracy / window_steps)
-                window_loss, window_accuracy, window_steps = 0.0, 0.0, 0
-                shown = {"loss": f"{history.loss[-1]:.3f}", "acc": f"{history.accuracy[-1]:.3f}"}
-                if history.best_val is not None:
-                    shown["best_val"] = f"{history.best_val:.3f}"
-                bar.set_postfix(shown, refresh=False)  # drawn at the next (rate-limited) update
 
-            if val_every > 0 and step % val_every == 0:
-                # few_shot switches to eval mode and back, and runs without gradients.
-                accuracy = few_shot(method, val_set, len(val_set), device, progress=False).mean
-                history.val_step.append(step)
-                history.val_accuracy.append(accuracy)
-                if history.best_val is None or accuracy > history.best_val:
-                    history.best_step, history.best_val = step, accuracy
-                    best_state = {k: v.detach().clone() for k, v in core.state_dict().items()}
-                    if checkpoint is not None and writes:
-                        save_checkpoint(core, checkpoint, step=step, val_accuracy=accuracy)
-            if state is not None and writes and (step % save_every == 0 or step == steps):
-                save_state(step)
-            bar.update(1)
-    finally:
-        bar.close()
-        for module, training in modes:
-            module.train(training)
-    if step < steps:
-        raise ValueError(
-            f"sampler gave only {step} episodes but steps={steps}; use steps <= {step} or an"
-            " endless EpisodeSampler"
-        )
-    if best_state is not None:
-        core.load_state_dict(best_state)  # early stopping: keep the best validated weights
-    return history
+def _state(
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    sampler: Any,
+    log: TrainingLog,
+    validation: Validation,
+) -> dict[str, Any]:
+    """Everything a resumed run needs besides the weights (checkpoints.TrainingState)."""
+    return dict(
+        step=step,
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict() if scheduler is not None else None,
+        sampler=sampler.state_dict(),
+        torch_rng=torch.get_rng_state(),
+        history=dataclasses.asdict(log.history),
+        window=list(log.window),
+        best_state=validation.best_state,
+    )
+
+
+def _restore(
+    saved: dict[str, Any] | None,
+    core: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    sampler: Any,
+    log: TrainingLog,
+    validation: Validation,
+) -> int:
+    """Put a saved state (from `_state`) back; return the steps already taken (0: fresh)."""
+    if saved is None:
+        return 0
+    core.load_state_dict(saved["state_dict"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    sampler.load_state_dict(saved["sampler"])
+    torch.set_rng_state(saved["torch_rng"])
+    log.history = History(**saved["history"])
+    log.window = list(saved["window"])
+    validation.best_state = saved["best_state"]
+    return saved["step"]

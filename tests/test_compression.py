@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from test_metric import blob_images
+from helpers import blob_images
 from torch import nn
 from torch.nn.utils import prune
 

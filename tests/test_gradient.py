@@ -14,7 +14,8 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from test_metric import blob_images
+from helpers import WAY, blob_images, random_tasks
+from helpers import tiny_classifier as tiny
 from torch import nn
 from torch.func import functional_call
 
@@ -24,7 +25,6 @@ from metalearn_course.evaluate import few_shot
 from metalearn_course.gradient import (
     ANIL,
     MAML,
-    Classifier,
     MetaSGD,
     Reptile,
     TaskBatchNorm,
@@ -42,29 +42,7 @@ from metalearn_course.gradient.functional import update_running_stats
 from metalearn_course.nets import MLP
 from metalearn_course.train import fit
 
-WAY = 3
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conftest.py)
-
-
-def tiny(seed: int = 0) -> Classifier:
-    torch.manual_seed(seed)
-    return conv4_classifier(WAY, hidden=4, blocks=2, image_size=8).double()
-
-
-def random_tasks(tasks: int = 3, shot: int = 2, queries: int = 3, seed: int = 0) -> Episode:
-    """A float64 meta-batch of random-image tasks (random images: generic gradients)."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def images(n: int) -> torch.Tensor:
-        return torch.randn(tasks, WAY * n, 1, 8, 8, generator=generator, dtype=torch.float64)
-
-    def labels(n: int) -> torch.Tensor:
-        return torch.arange(WAY).repeat_interleave(n).repeat(tasks, 1)
-
-    classes = torch.arange(WAY).repeat(tasks, 1)
-    return Episode(images(shot), labels(shot), images(queries), labels(queries), classes)
 
 
 def first_task(e: Episode) -> Episode:
@@ -439,12 +417,14 @@ def test_reptile_module_trains_with_fit_by_the_reptile_step():
     method = Reptile(tiny(), inner_steps=3, inner_lr=0.1, inner_optimizer="sgd")
     model = use_task_batch_norm(tiny())
     reptile_step(model, e.support_x, e.support_y, F.cross_entropy, 3, 0.1, outer_lr=0.5)
-    with torch.no_grad():  # the loss fit logs: the adapted network's query loss
-        expected_loss = method.loss(method(e), e).item()
+    with torch.no_grad():  # the loss and accuracy fit logs: the adapted network's on the queries
+        output = method(e)
+        expected_loss = method.loss(output, e).item()
+    hits = (output.argmax(dim=-1) == e.query_y).sum().item()  # over all tasks' queries
     optimizer = torch.optim.SGD(method.parameters(), lr=0.5)
     history = fit(method, [e], steps=1, optimizer=optimizer, log_every=1, progress=False)
     assert history.loss[0] == pytest.approx(expected_loss, rel=1e-12)
-    assert 0 <= history.accuracy[0] <= 1
+    assert history.accuracy[0] == pytest.approx(hits / e.query_y.numel(), abs=1e-6)
     for (name, p), q in zip(method.model.named_parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=name)
 
@@ -555,8 +535,11 @@ def test_fit_trains_every_method_on_meta_batches(name):
         method = kind(model, inner_lr=0.4, **({"first_order": True} if name == "fomaml" else {}))
     batches = meta_batches(EpisodeSampler(blob_images(), WAY, 1, 2, seed=0), tasks=4)
     history = fit(method, batches, steps=30, optimizer=optimizer, log_every=10, progress=False)
-    assert history.loss[-1] < history.loss[0]
-    assert all(0 <= a <= 1 for a in history.accuracy)  # fit scores [B, N*Q, N] outputs
+    assert history.step == [10, 20, 30] and history.loss[-1] < history.loss[0]
+    # fit scores the [B, N*Q, N] outputs over all 4 · 3 · 2 queries of a step (nan if it could
+    # not): a window's accuracy counts hits out of 10 · 24 queries, and it rises with training.
+    assert all(abs(a * 240 - round(a * 240)) < 1e-4 for a in history.accuracy), history.accuracy
+    assert history.accuracy[-1] > history.accuracy[0]
     test = EpisodeSampler(blob_images(), WAY, 1, 2, seed=7)
     assert few_shot(method, test, episodes=20, progress=False).mean > 0.6  # chance: 1/3
 

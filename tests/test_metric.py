@@ -8,6 +8,7 @@ keep the whole file fast on a CPU.
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import blob_images
 from torch import nn
 
 from metalearn_course.data.episodes import Episode, EpisodeSampler
@@ -20,16 +21,6 @@ from metalearn_course.nets import Conv4
 from metalearn_course.train import fit
 
 WIDTH = 16
-
-
-def blob_images(n_classes: int = 12, n_per_class: int = 20, seed: int = 0) -> torch.Tensor:
-    """uint8 [n_classes, n_per_class, 28, 28]: noise 0..59 plus a class-specific 7×7 blob."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 60, (n_classes, n_per_class, 28, 28), generator=generator)
-    for c in range(n_classes):
-        row, col = divmod(c % 12, 4)
-        images[c, :, 7 * row : 7 * row + 7, 7 * col : 7 * col + 7] += 180
-    return images.to(torch.uint8)
 
 
 def make(name: str) -> torch.nn.Module:

@@ -1,5 +1,7 @@
 """The `reproduce` command (issue 9): every recipe is complete and cites its table, a quick run
-writes its results and checkpoint, refuses to overwrite them, resumes, and runs under torchrun."""
+writes its results and checkpoint, scores the weights it saved on the shared test episodes,
+refuses to overwrite them, resumes, and runs under torchrun. That each book budget is what its
+notebook runs: tests/test_recipes.py."""
 
 from __future__ import annotations
 
@@ -13,20 +15,30 @@ import pytest
 import torch
 
 from metalearn_course import reproduce
+from metalearn_course.checkpoints import load_checkpoint, read_checkpoint
 from metalearn_course.cli import main as cli
-from metalearn_course.train import read_checkpoint
+from metalearn_course.data import EpisodeSampler, load_omniglot
+from metalearn_course.evaluate import few_shot_accuracies, mean_ci95
+from metalearn_course.recipes import (
+    BUDGETS,
+    RECIPES,
+    LinearDecay,
+    StepDecay,
+    WarmupCosine,
+)
+from metalearn_course.rl import BanditTasks, RL2Agent, RL2Policy, play
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-OTHERS = [r for r in reproduce.RECIPES.values() if r.method in ("mann", "rl2")]
-FEW_SHOT = [r for r in reproduce.RECIPES.values() if r not in OTHERS]
+OTHERS = [r for r in RECIPES.values() if r.method in ("mann", "rl2")]
+FEW_SHOT = [r for r in RECIPES.values() if r not in OTHERS]
 
 
 @pytest.mark.parametrize("recipe", FEW_SHOT, ids=lambda r: f"{r.method}-{r.setting}")
 def test_recipe_is_complete(recipe):
-    assert recipe.method in reproduce.METHODS
-    assert "quick" in recipe.budgets and recipe.budgets.keys() <= set(reproduce.BUDGETS)
+    assert recipe.method in reproduce.MODELS
+    assert "quick" in recipe.budgets and recipe.budgets.keys() <= set(BUDGETS)
     assert recipe.budgets.keys() & {"paper", "book"}
     assert "arXiv:" in recipe.source and "Table" in recipe.source
     assert 0 < recipe.published <= 100
@@ -34,13 +46,13 @@ def test_recipe_is_complete(recipe):
     for name, budget in recipe.budgets.items():
         assert budget.steps >= 1 and budget.lr > 0, name
         assert budget.test_episodes >= (20 if name == "quick" else 600), name
-        reproduce.schedule_factor(budget, 0)  # a known schedule
-        model = reproduce.METHODS[recipe.method](recipe, budget)
+        assert 0 < reproduce.lr_schedule(budget.schedule, budget.steps)(0) <= 1
+        model = reproduce.build_model(recipe, budget)
         assert sum(p.numel() for p in model.parameters()) > 0
 
 
 def test_every_method_of_the_book_with_a_published_table_has_a_recipe():
-    methods = {m for m, _ in reproduce.RECIPES}
+    methods = {m for m, _ in RECIPES}
     assert methods == {
         *("protonet", "matching", "relation", "siamese"),
         *("maml", "fomaml", "reptile", "metasgd", "anil"),
@@ -59,38 +71,32 @@ def test_mann_and_rl2_recipes_are_complete(recipe):
         if recipe.method == "mann":
             assert recipe.published == 82.8 and recipe.way == 5
             assert budget.test_batches * 100 >= (100 if name == "quick" else 1000), name
-            model = reproduce.METHODS["mann"](recipe, budget)
+            model = reproduce.build_model(recipe, budget)
             assert model.slots == budget.slots and model.heads == budget.heads
         else:
             k, n = budget.config.arms, budget.config.horizon
             assert recipe.setting == f"bandits-k{k}n{n}", name
             assert n / 2 < recipe.published <= n  # between random play and the best arm
             assert budget.eval_tasks >= (100 if name == "quick" else 1000), name
-    if recipe.method == "rl2" and "book" in recipe.budgets:  # the notebooks' settings
-        book = recipe.budgets["book"].config
-        trials = 128 if recipe.setting == "bandits-k5n100" else 64
-        assert (book.updates, book.tasks_per_update, book.hidden) == (280, trials, 64)
 
 
 def test_list_names_every_recipe(capsys):
     cli(["reproduce", "--list"])
     listing = capsys.readouterr().out
-    for method, setting in reproduce.RECIPES:
+    for method, setting in RECIPES:
         assert any(method in line and setting in line for line in listing.splitlines())
 
 
 def test_schedules():
-    budget = reproduce.Budget(steps=100, lr=1.0, schedule="halve2000")
-    assert reproduce.schedule_factor(budget, 1999) == 1.0
-    assert reproduce.schedule_factor(budget, 4000) == 0.25
-    cosine = reproduce.Budget(steps=100, lr=1.0, schedule="cosine")
-    assert reproduce.schedule_factor(cosine, 0) == pytest.approx(0.2)  # warm-up over 5 steps
-    assert reproduce.schedule_factor(cosine, 99) < 0.01
-    linear = reproduce.Budget(steps=100, lr=1.0, schedule="linear")  # Reptile's ε
-    assert reproduce.schedule_factor(linear, 0) == 1.0
-    assert reproduce.schedule_factor(linear, 75) == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="schedule='exponential'"):
-        reproduce.schedule_factor(reproduce.Budget(1, 1.0, schedule="exponential"), 0)
+    halve = reproduce.lr_schedule(StepDecay(every=2000, factor=0.5), 100)
+    assert halve(1999) == 1.0 and halve(2000) == 0.5 and halve(4000) == 0.25
+    cosine = reproduce.lr_schedule(WarmupCosine(), 100)
+    assert cosine(0) == pytest.approx(0.2)  # warm-up over 5 steps
+    assert cosine(4) == pytest.approx(1.0, abs=0.01) and cosine(99) < 0.01
+    linear = reproduce.lr_schedule(LinearDecay(), 100)  # Reptile's ε
+    assert linear(0) == 1.0 and linear(75) == pytest.approx(0.25)
+    with pytest.raises(TypeError, match="schedule='halve2000'"):
+        reproduce.lr_schedule("halve2000", 100)  # no schedules spelled as strings
 
 
 @pytest.mark.parametrize(
@@ -129,22 +135,37 @@ def args(out, **overrides):
     return SimpleNamespace(**{**defaults, **overrides})
 
 
+def rescored(out, method, setting):
+    """The accuracy of the weights a quick run saved, recomputed on the shared test episodes
+    (the test classes, seed + 1 = 1, the budget's queries and episodes): what results.json
+    must report."""
+    recipe = RECIPES[method, setting]
+    model = reproduce.build_model(recipe, recipe.quick).to(memory_format=torch.channels_last)
+    load_checkpoint(model, out / "model.pt")
+    images = load_omniglot("vinyals-test").images
+    test = EpisodeSampler(images, recipe.way, recipe.shot, recipe.quick.test_queries, seed=1)
+    return mean_ci95(few_shot_accuracies(model, test, recipe.quick.test_episodes, progress=False))
+
+
 def test_quick_run_writes_results_refuses_overwrite_and_resumes(tmp_path, capsys):
     out = tmp_path / "maml"
-    reproduce.main(args(out))
+    reproduce.command(args(out))
     results = json.loads((out / "results.json").read_text())
     assert results["method"] == "maml" and results["budget"] == "quick"
-    assert results["n"] == 20 and 0 <= results["score"] <= 1 and results["metric"] == "accuracy"
+    assert results["n"] == 20 and results["metric"] == "accuracy"
+    score = rescored(out, "maml", "omniglot-5w1s")
+    assert (results["score"], results["ci95"]) == (score.mean, score.ci95)
     assert results["published"] == 98.7 and "arXiv:1703.03400" in results["source"]
     assert results["versions"]["torch"] == torch.__version__
     assert results["config"]["steps"] == 3 and results["device"] == "cpu"
+    assert results["config"]["schedule"] == "WarmupCosine()"
     assert read_checkpoint(out / "model.pt")["budget"] == "quick"
     assert read_checkpoint(out / "state.pt")["step"] == 3
     assert "over 20 test episodes" in capsys.readouterr().out
 
     with pytest.raises(SystemExit, match="--resume"):  # never overwrites a finished run
-        reproduce.main(args(out))
-    reproduce.main(args(out, resume=True))  # finished: nothing to train, the same evaluation
+        reproduce.command(args(out))
+    reproduce.command(args(out, resume=True))  # finished: nothing to train, the same evaluation
     again = json.loads((out / "results.json").read_text())
     assert again["score"] == results["score"] and again["ci95"] == results["ci95"]
 
@@ -152,21 +173,18 @@ def test_quick_run_writes_results_refuses_overwrite_and_resumes(tmp_path, capsys
 @pytest.mark.parametrize("method", ["siamese", "matching", "protonet", "relation"])
 def test_metric_quick_runs(method, tmp_path):
     out = tmp_path / method
-    reproduce.main(args(out, method=method, setting="omniglot-20w1s"))
+    reproduce.command(args(out, method=method, setting="omniglot-20w1s"))
     results = json.loads((out / "results.json").read_text())
     assert results["setting"] == "omniglot-20w1s" and results["method"] == method
-    assert (
-        results["config"]["train_way"]
-        == reproduce.RECIPES[method, "omniglot-20w1s"].budgets["book"].train_way
-    )
-    assert 0 <= results["score"] <= 1
+    assert results["config"]["train_way"] == RECIPES[method, "omniglot-20w1s"].book.train_way
+    assert results["score"] == rescored(out, method, "omniglot-20w1s").mean
 
 
 def test_torchrun_splits_the_meta_batch(tmp_path):
     """Two gloo processes, each with one of the two tasks of the quick meta-batch, train the
     same model as one process (the DDP equivalence itself: tests/test_distributed.py)."""
     single, double = tmp_path / "single", tmp_path / "double"
-    reproduce.main(args(single))
+    reproduce.command(args(single))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command += ["-m", "metalearn_course.cli", "reproduce", "maml", "--budget", "quick"]
@@ -187,14 +205,12 @@ def test_torchrun_splits_the_meta_batch(tmp_path):
 
 
 def test_out_of_memory_names_the_flags(tmp_path, monkeypatch):
-    import metalearn_course.train as train
-
     def exhausted(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train, "fit", exhausted)
+    monkeypatch.setattr(reproduce, "fit", exhausted)
     with pytest.raises(SystemExit, match=r"out of memory.*--device cpu"):
-        reproduce.main(args(tmp_path / "oom"))
+        reproduce.command(args(tmp_path / "oom"))
     assert not (tmp_path / "oom" / "results.json").exists()
 
 
@@ -204,15 +220,15 @@ def test_out_of_memory_names_the_flags(tmp_path, monkeypatch):
 )
 def test_later_gradient_quick_runs(method, setting, tmp_path):
     out = tmp_path / method
-    reproduce.main(args(out, method=method, setting=setting))
+    reproduce.command(args(out, method=method, setting=setting))
     results = json.loads((out / "results.json").read_text())
-    assert results["method"] == method and results["n"] == 20
-    assert 0 <= results["score"] <= 1 and "Table" in results["source"]
+    assert results["method"] == method and results["n"] == 20 and "Table" in results["source"]
+    assert results["score"] == rescored(out, method, setting).mean
 
 
 def test_mann_quick_run_scores_every_presentation(tmp_path, capsys):
     out = tmp_path / "mann"
-    reproduce.main(args(out, method="mann", setting=None))  # the method's own setting
+    reproduce.command(args(out, method="mann", setting=None))  # the method's own setting
     results = json.loads((out / "results.json").read_text())
     assert results["setting"] == "omniglot-5w-sequences" and results["n"] == 100
     assert results["metric"] == "accuracy at the 2nd presentation"
@@ -224,30 +240,53 @@ def test_mann_quick_run_scores_every_presentation(tmp_path, capsys):
 
 def test_rl2_quick_run_writes_results_and_resumes(tmp_path, capsys):
     out = tmp_path / "rl2"
-    reproduce.main(args(out, method="rl2", setting="bandits-k10n10"))
+    reproduce.command(args(out, method="rl2", setting="bandits-k10n10"))
     results = json.loads((out / "results.json").read_text())
     assert results["metric"] == "total reward per trial" and results["n"] == 100
-    assert 0 <= results["score"] <= 10 and results["published"] == 6.7
+    assert results["published"] == 6.7
+    # the total reward of the saved policy on the evaluation tasks 0 .. 99, seed 0
+    quick = RECIPES["rl2", "bandits-k10n10"].quick
+    policy = RL2Policy(10, quick.config.hidden)
+    load_checkpoint(policy, out / "model.pt")
+    tasks = BanditTasks.from_seeds(range(quick.eval_tasks), 10, 10)
+    assert results["score"] == mean_ci95(play(RL2Agent(policy), tasks, seed=0).sum(1)).mean
     assert results["config"]["config"]["arms"] == 10
     assert read_checkpoint(out / "state.pt")["update"] == 3
     assert "over 100 test tasks" in capsys.readouterr().out
-    reproduce.main(args(out, method="rl2", setting="bandits-k10n10", resume=True))
+    reproduce.command(args(out, method="rl2", setting="bandits-k10n10", resume=True))
     assert json.loads((out / "results.json").read_text())["score"] == results["score"]
 
 
 def test_outer_optimizers():
     """Reptile's step is SGD at rate ε on θ - φ̄; Meta-SGD's α gets its own Adam rate."""
-    reptile = reproduce.RECIPES["reptile", "omniglot-5w1s"]
-    plan = reptile.budgets["paper"]
-    optimizer = reproduce.outer_optimizer(reproduce.METHODS["reptile"](reptile, plan), plan)
+    reptile = RECIPES["reptile", "omniglot-5w1s"]
+    plan = reptile.paper
+    optimizer = reproduce.outer_optimizer(reproduce.build_model(reptile, plan), plan)
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["lr"] == 1.0
-    assert reproduce.schedule_factor(plan, plan.steps - 1) == pytest.approx(1 / plan.steps)
+    schedule = reproduce.lr_schedule(plan.schedule, plan.steps)
+    assert schedule(plan.steps - 1) == pytest.approx(1 / plan.steps)
 
-    metasgd = reproduce.RECIPES["metasgd", "omniglot-5w1s"]
-    plan = metasgd.budgets["book"]
-    model = reproduce.METHODS["metasgd"](metasgd, plan)
+    metasgd = RECIPES["metasgd", "omniglot-5w1s"]
+    plan = metasgd.book
+    model = reproduce.build_model(metasgd, plan)
     optimizer = reproduce.outer_optimizer(model, plan)
     theta, alpha = optimizer.param_groups
     assert (theta["lr"], alpha["lr"]) == (plan.lr, plan.alpha_lr) == (3e-3, 0.01)
     assert len(theta["params"]) + len(alpha["params"]) == len(list(model.parameters()))
     assert {id(p) for p in alpha["params"]} == {id(p) for p in model.alpha.parameters()}
+
+    maml = RECIPES["maml", "omniglot-5w1s"]  # Adam on everything
+    model = reproduce.build_model(maml, maml.book)
+    [group] = reproduce.outer_optimizer(model, maml.book).param_groups
+    assert group["lr"] == 3e-3 and len(group["params"]) == len(list(model.parameters()))
+
+
+def test_budgets_of_the_wrong_kind_are_refused():
+    from metalearn_course.recipes import FewShot, Recipe
+
+    book = RECIPES["protonet", "omniglot-5w1s"].book
+    with pytest.raises(TypeError, match="MAMLBudget"):
+        Recipe(method="maml", task=FewShot(way=5, shot=1), source="-", published=1.0, paper=book)
+    alpha = RECIPES["metasgd", "omniglot-5w1s"].book
+    with pytest.raises(ValueError, match="Meta-SGD"):
+        Recipe(method="maml", task=FewShot(way=5, shot=1), source="-", published=1.0, paper=alpha)

@@ -13,14 +13,15 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from test_metric import blob_images
+from helpers import blob_images
 from torch import nn
 
 from metalearn_course import train
+from metalearn_course.checkpoints import load_checkpoint, save_checkpoint
 from metalearn_course.data.episodes import EpisodeSampler
 from metalearn_course.evaluate import Accuracy
 from metalearn_course.metric import ProtoNet, RelationNet
-from metalearn_course.train import History, fit, load_checkpoint, save_checkpoint
+from metalearn_course.train import History, fit
 
 
 def tiny(seed: int = 0) -> ProtoNet:
@@ -32,6 +33,13 @@ def sampler(seed: int = 0, queries: int = 2) -> EpisodeSampler:
     return EpisodeSampler(blob_images(), way=3, shot=1, queries=queries, seed=seed)
 
 
+def noise_sampler(seed: int = 0) -> EpisodeSampler:
+    """Episodes of pure-noise classes: accuracies stay near chance and differ from step to step
+    (on blob_images the tiny ProtoNet scores 1.0 at once, which would hide a miscount)."""
+    images = torch.randint(0, 256, (6, 10, 28, 28), generator=torch.Generator().manual_seed(1))
+    return EpisodeSampler(images.to(torch.uint8), way=3, shot=1, queries=2, seed=seed)
+
+
 def weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -41,11 +49,23 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 
 def test_history_has_one_entry_per_window():
-    history = fit(tiny(), sampler(), steps=23, log_every=5, progress=False)
+    model, seen = tiny(), []  # (loss, accuracy) of every training forward, counted here
+
+    def record(module, args, logits):
+        labels = args[0].query_y
+        hits = (logits.argmax(dim=1) == labels).sum().item()
+        seen.append((F.cross_entropy(logits, labels).item(), hits / labels.numel()))
+
+    model.register_forward_hook(record)
+    history = fit(model, noise_sampler(), steps=23, log_every=5, progress=False)
     assert isinstance(history, History)
     assert history.step == [5, 10, 15, 20, 23]  # the last, shorter window is logged too
-    assert len(history.loss) == len(history.accuracy) == 5
-    assert all(0 <= a <= 1 for a in history.accuracy)
+    assert len(seen) == 23 and len(history.loss) == len(history.accuracy) == 5
+    # Each entry is the mean over its window of the steps' loss and query accuracy.
+    for i, window in enumerate([seen[0:5], seen[5:10], seen[10:15], seen[15:20], seen[20:23]]):
+        losses, accuracies = zip(*window, strict=True)
+        assert history.loss[i] == pytest.approx(sum(losses) / len(window), rel=1e-6)
+        assert history.accuracy[i] == pytest.approx(sum(accuracies) / len(window), abs=1e-6)
     assert history.val_step == history.val_accuracy == []
     assert history.best_step is None and history.best_val is None
 
@@ -88,17 +108,25 @@ def test_validation_steps_best_checkpoint_and_restore(tmp_path, monkeypatch):
 
 
 def test_real_validation_runs():
+    model = tiny()
     history = fit(
-        tiny(),
-        sampler(),
+        model,
+        noise_sampler(),
         steps=4,
-        val_sampler=sampler(seed=5),
+        val_sampler=noise_sampler(seed=5),
         val_every=2,
         val_episodes=3,
         progress=False,
     )
-    assert history.val_step == [2, 4]
-    assert all(0 <= a <= 1 for a in history.val_accuracy)
+    scores = history.val_accuracy
+    assert history.val_step == [2, 4] and len(scores) == 2 and history.best_val == max(scores)
+    assert history.best_step == history.val_step[scores.index(max(scores))]  # the first best
+    # The best weights are restored: the same 3 episodes, counted here, give the best accuracy.
+    model.eval()
+    with torch.no_grad():
+        episodes = list(itertools.islice(noise_sampler(seed=5), 3))
+        hits = sum((model(e).argmax(dim=1) == e.query_y).sum().item() for e in episodes)
+    assert history.best_val == pytest.approx(hits / sum(e.query_y.numel() for e in episodes))
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):

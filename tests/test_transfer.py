@@ -1,6 +1,8 @@
 """Tests of metalearn_course.transfer: pre-training batches, freezing, few-shot transfer, task
 embeddings. Tiny networks on 8×8 images, so the whole file runs in seconds."""
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -45,6 +47,13 @@ def class_images(n_classes: int = 6, n_per_class: int = 10, seed: int = 0) -> to
     templates = torch.rand(n_classes, 1, 8, 8, generator=g)
     noise = 0.1 * torch.randn(n_classes, n_per_class, 8, 8, generator=g)
     return ((templates + noise).clamp(0, 1) * 255).to(torch.uint8)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of the rows of logits whose largest entry is at the label, counted by hand."""
+    rows = logits.tolist()
+    hits = sum(row.index(max(row)) == y for row, y in zip(rows, labels.tolist(), strict=True))
+    return hits / len(rows)
 
 
 def same(a: dict, b: dict) -> bool:
@@ -127,17 +136,23 @@ def test_pretraining_with_fit_lowers_the_loss_and_resumes(tmp_path):
     with pytest.raises(ValueError, match="classes"):
         model(next(ClassBatches(class_images(n_classes=5), 4)))
     # Few-shot episodes of new classes are scored by nearest class mean: fit can validate.
-    new_classes = EpisodeSampler(class_images(n_classes=4, seed=9), way=3, shot=2, queries=3)
+    new_images = class_images(n_classes=4, seed=9)
     history = fit(
         model,
         ClassBatches(images, 16),
         4,
-        val_sampler=new_classes,
+        val_sampler=EpisodeSampler(new_images, way=3, shot=2, queries=3, seed=0),
         val_every=2,
         val_episodes=3,
         progress=False,
     )
-    assert len(history.val_accuracy) == 2 and 0 <= history.best_val <= 1
+    scores = history.val_accuracy
+    assert history.val_step == [2, 4] and len(scores) == 2 and history.best_val == max(scores)
+    assert history.best_step == history.val_step[scores.index(max(scores))]  # the first best
+    # fit restored the best weights: scoring the same 3 episodes again gives the best accuracy.
+    same_episodes = EpisodeSampler(new_images, way=3, shot=2, queries=3, seed=0)
+    again = few_shot(model, same_episodes, episodes=3, progress=False).mean
+    assert again == pytest.approx(history.best_val, abs=1e-12)
 
 
 def test_cosine_head_is_scale_times_cosine_on_a_hand_example():
@@ -267,9 +282,18 @@ def test_transfer_methods_give_logits_keep_the_encoder_and_are_deterministic(mak
     assert first.shape == (9, 3) and torch.isfinite(first).all()
     assert same(before, snapshot(encoder))
     assert torch.equal(first, method(episode))
-    # The shared evaluator runs them under no_grad; they adapt inside enable_grad.
-    sampler = EpisodeSampler(class_images(6, 10), way=3, shot=2, queries=3, seed=0)
-    assert 0 <= few_shot(method, sampler, episodes=2, progress=False).mean <= 1
+    # The shared evaluator runs them in eval mode under no_grad; they adapt inside enable_grad,
+    # so it scores exactly the logits of a direct call in eval mode.
+    with torch.no_grad():
+        assert torch.equal(method(episode), first)
+    images = class_images(6, 10)
+    episodes = itertools.islice(EpisodeSampler(images, way=3, shot=2, queries=3, seed=0), 2)
+    method.eval()
+    expected = sum(accuracy(method(e), e.query_y) for e in episodes) / 2
+    method.train()
+    sampler = EpisodeSampler(images, way=3, shot=2, queries=3, seed=0)
+    scored = few_shot(method, sampler, episodes=2, progress=False).mean
+    assert scored == pytest.approx(expected, abs=1e-6)  # float32 per-episode accuracies
     assert same(before, snapshot(encoder))
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from metalearn_course.data.episodes import Episode
+from metalearn_course.nets import mode
 
 
 def parameter_count(module: nn.Module, nonzero: bool = False) -> int:
@@ -77,19 +78,13 @@ def latency_per_episode(
         raise ValueError(f"repeats={repeats}; use repeats >= 1")
     if warmup < 0:
         raise ValueError(f"warmup={warmup}; use warmup >= 0")
-    modes = [(m, m.training) for m in method.modules()]
-    method.eval()
     times = []
-    try:
-        with torch.no_grad():
-            for i in range(warmup + repeats):
-                start = time.perf_counter()
-                method(episode)
-                if episode.query_x.is_cuda:  # GPU kernels run asynchronously: wait for them
-                    torch.cuda.synchronize()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-    finally:
-        for module, training in modes:
-            module.train(training)
+    with mode(method, training=False), torch.no_grad():
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            method(episode)
+            if episode.query_x.is_cuda:  # GPU kernels run asynchronously: wait for them
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
     return statistics.median(times)

@@ -14,7 +14,7 @@ adaptation, and train with metalearn_course.train.fit.
 
 from metalearn_course.gradient.anil import ANIL
 from metalearn_course.gradient.functional import (
-    Classifier,
+    BodyHead,
     TaskBatchNorm,
     conv4_classifier,
     meta_batches,
@@ -27,7 +27,7 @@ from metalearn_course.gradient.reptile import Reptile, inner_train, reptile_step
 __all__ = [
     "ANIL",
     "MAML",
-    "Classifier",
+    "BodyHead",
     "MetaSGD",
     "Reptile",
     "TaskBatchNorm",

@@ -34,7 +34,7 @@ class ANIL(MAML):
     """ANIL: MAML with the inner loop on `model.head` only.
 
     model: a network with `body` and `head` submodules, forward(x) = head(body(x)), e.g.
-        conv4_classifier(way) or Classifier(body, head). The other arguments are MAML's; a
+        conv4_classifier(way) or BodyHead(body, head). The other arguments are MAML's; a
         MAML-trained model can be wrapped in ANIL to test with head-only adaptation, the
         paper's "ANIL at test time" experiment.
     """
@@ -50,7 +50,7 @@ class ANIL(MAML):
             if not isinstance(getattr(model, part, None), nn.Module):
                 raise ValueError(
                     f"model has no `{part}` submodule; ANIL needs model.body and model.head,"
-                    " e.g. Classifier(body, head) or conv4_classifier(way)"
+                    " e.g. BodyHead(body, head) or conv4_classifier(way)"
                 )
         super().__init__(model, inner_steps, inner_lr, **kwargs)
 

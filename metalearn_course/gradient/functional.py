@@ -237,7 +237,7 @@ def update_running_stats(model: nn.Module, params: Params, x: torch.Tensor, batc
             functional_call(model, task_params, (x if t is None else x[t],))
 
 
-class Classifier(nn.Module):
+class BodyHead(nn.Module):
     """A feature extractor `body` followed by a linear `head`: the split ANIL needs (it adapts
     the head only); MAML adapts both. forward(x) = head(body(x))."""
 
@@ -251,7 +251,7 @@ class Classifier(nn.Module):
 
 def conv4_classifier(
     way: int, in_channels: int = 1, hidden: int = 64, blocks: int = 4, image_size: int = 28
-) -> Classifier:
+) -> BodyHead:
     """The Omniglot classifier of the MAML chapter: Conv4 body + linear head with `way` logits.
 
     (The MAML paper's Omniglot network used stride-2 convolutions instead of max-pooling; the
@@ -264,7 +264,7 @@ def conv4_classifier(
         size //= 2  # each block's 2×2 max-pool halves the map (3×3 conv, padding 1, keeps it)
     if size < 1:
         raise ValueError(f"image_size={image_size} is too small for {blocks} blocks")
-    return Classifier(Conv4(in_channels, hidden, blocks), nn.Linear(hidden * size * size, way))
+    return BodyHead(Conv4(in_channels, hidden, blocks), nn.Linear(hidden * size * size, way))
 
 
 def check_episode(episode: Episode) -> bool:

@@ -168,7 +168,7 @@ class Quadratics:
         return (residual**2).sum(dim=-1)
 
 
-def gradient(functions: Quadratics, theta: torch.Tensor) -> torch.Tensor:
+def quadratic_gradient(functions: Quadratics, theta: torch.Tensor) -> torch.Tensor:
     """∇_t = ∇_θ f(θ_t), DETACHED from whatever produced θ_t: the paper's ∂∇_t/∂φ = 0.
 
     Taking the gradient at a detached copy means no create_graph and no second derivatives: the
@@ -189,7 +189,7 @@ def optimize(optimizer_fn: OptimizerFn, functions: Quadratics, steps: int) -> to
         rule = optimizer_fn(theta)
         losses = [functions.loss(theta)]
         for _ in range(steps):
-            theta = theta + rule(gradient(functions, theta))
+            theta = theta + rule(quadratic_gradient(functions, theta))
             losses.append(functions.loss(theta))
     return torch.stack(losses)
 
@@ -243,7 +243,8 @@ def unroll(
     (w_t = 1), and the final θ and state, all still in φ's graph."""
     meta_loss = theta.new_zeros(())
     for _ in range(steps):
-        update, state = optimizer(gradient(functions, theta), state)  # ∇_t is data: detached
+        gradient = quadratic_gradient(functions, theta)
+        update, state = optimizer(gradient, state)  # ∇_t is data: detached
         theta = theta + update
         meta_loss = meta_loss + functions.loss(theta).mean()
     return meta_loss, theta, state

@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from metalearn_course.checkpoints import TrainingState
 from metalearn_course.rl.bandits import BanditTasks, BatchedBandits, check_bandit
-from metalearn_course.train import check_state_file, read_checkpoint, save_checkpoint
 
 TRAIN_SEEDS_FROM = 2**40  # training tasks use seeds >= this; keep evaluation seeds below it
 
@@ -259,7 +259,7 @@ def train_rl2(
     """
     config = RL2Config() if config is None else config
     device = torch.device(device)
-    check_state_file(state, resume)
+    run = TrainingState(state, dataclasses.asdict(config), resume)
     policy = RL2Policy(config.arms, config.hidden, seed=config.seed).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     steps = config.updates * config.epochs * config.minibatches
@@ -268,13 +268,8 @@ def train_rl2(
     generator = torch.Generator(device=device).manual_seed(config.seed)  # actions, minibatches
     scale = pulls_to_go(config.horizon, config.gamma, device)
     history, done = RL2History(), 0
-    if state is not None and Path(state).exists():
-        saved = read_checkpoint(state)
-        if saved.get("config") != dataclasses.asdict(config):
-            raise ValueError(
-                f"{state} belongs to a run of another RL2Config; resume with the same config"
-                " or choose another file"
-            )
+    saved = run.load()
+    if saved is not None:
         policy.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
@@ -283,11 +278,9 @@ def train_rl2(
         history, done = RL2History(**saved["history"]), saved["update"]
 
     def save_state(update: int) -> None:
-        save_checkpoint(
+        run.save(
             policy,
-            state,
             update=update,
-            config=dataclasses.asdict(config),
             optimizer=optimizer.state_dict(),
             schedule=schedule.state_dict(),
             task_rng=task_rng.bit_generator.state,

@@ -49,8 +49,7 @@ head w_k = c_k), so step 0 already predicts like ProtoNet: the initialisation of
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,30 +58,16 @@ from torch.func import functional_call
 
 from metalearn_course.data.episodes import Episode
 from metalearn_course.metric.protonet import linear_classifier_weights, prototypes
+from metalearn_course.nets import mode
 from metalearn_course.transfer.pretrain import HEADS, cosine_logits
 
 INITS = ("random", "prototypes")
 Head = dict[str, torch.Tensor]  # "weight" [N, D] (and "bias" [N] for a linear head)
 
 
-@contextlib.contextmanager
-def eval_mode(module: nn.Module | None) -> Iterator[None]:
-    """Put `module` (and every submodule) in eval mode for the block, then restore each mode."""
-    if module is None:
-        yield
-        return
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.train(training)
-
-
 def frozen_features(encoder: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     """f(x) [n, D] of a frozen encoder (eval mode, no gradient); x itself if encoder is None."""
-    with torch.no_grad(), eval_mode(encoder):
+    with torch.no_grad(), mode(encoder, training=False):
         features = x if encoder is None else encoder(x)
     return features.detach().flatten(1)
 
@@ -293,7 +278,7 @@ class FineTuneAll(nn.Module):
         }
         params = {n: fast.get(n, p.detach()) for n, p in named.items()}
         x, y = episode.support_x, episode.support_y
-        with eval_mode(self.encoder):  # running batch-norm statistics, never updated
+        with mode(self.encoder, training=False):  # running batch-norm statistics, never updated
             support = frozen_features(self.encoder, x)
             head = init_head(self.head, self.init, support, y, episode.way, self.seed)
             head = {k: v.clone().requires_grad_(True) for k, v in head.items()}
@@ -316,7 +301,7 @@ class FineTuneAll(nn.Module):
     def forward(self, episode: Episode) -> torch.Tensor:
         episode.validate()
         params, head = self.adapt(episode)
-        with torch.no_grad(), eval_mode(self.encoder):
+        with torch.no_grad(), mode(self.encoder, training=False):
             queries = functional_call(self.encoder, params, (episode.query_x,)).flatten(1)
             return head_logits(head, queries, self.scale)
 

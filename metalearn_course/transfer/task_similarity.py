@@ -40,7 +40,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from metalearn_course.data.episodes import Episode
-from metalearn_course.transfer.finetune import eval_mode, fit_logistic_regression, frozen_features
+from metalearn_course.nets import mode
+from metalearn_course.transfer.finetune import fit_logistic_regression, frozen_features
 
 METRICS = ("cosine", "euclidean")
 
@@ -83,7 +84,7 @@ def fisher_embedding(
     with torch.no_grad():
         probs = F.softmax(features.float() @ w.T + b, dim=-1)  # p_w(y | x_i) [n, way]
     fisher = {n: torch.zeros_like(p) for n, p in weights.items()}
-    with eval_mode(probe), torch.enable_grad():
+    with mode(probe, training=False), torch.enable_grad():
         for label in range(way):  # E_{y ~ p_w(y|x)}: every class, weighted by its probability
             grads = per_example(weights, x, label)
             for n, g in grads.items():

@@ -1,5 +1,6 @@
-"""Meta-RL library additions for the chapter's notebooks: trajectories with the arms pulled, and
-the cumulative pseudo-regret computed from them."""
+"""Regret of the bandit agents (metalearn_course.rl): trajectories with the arms pulled
+(play_with_actions), the cumulative pseudo-regret computed from them, and UCB1 with a Beta prior
+(no first round; Greedy in the limit)."""
 
 import pytest
 import torch

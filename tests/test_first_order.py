@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_gradient import WAY
-from test_gradient import random_tasks as gradient_tasks
-from test_gradient import tiny as gradient_tiny
+from helpers import WAY, tiny_classifier
+from helpers import random_tasks as helper_tasks
 from torch.func import functional_call
 
 from metalearn_course.data.episodes import Episode
@@ -27,12 +26,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conft
 
 
 def tiny(seed: int = 0) -> torch.nn.Module:
-    return use_task_batch_norm(gradient_tiny(seed))
+    return use_task_batch_norm(tiny_classifier(seed))
 
 
 def random_tasks(tasks: int = 3, shot: int = 4, queries: int = 2, seed: int = 0) -> Episode:
-    """test_gradient's random tasks, with 4 shots: class-major like EpisodeSampler's."""
-    return gradient_tasks(tasks, shot, queries, seed)
+    """helpers.random_tasks with 4 shots."""
+    return helper_tasks(tasks, shot, queries, seed)
 
 
 def test_inner_batch_steps_through_strided_minibatches():

@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_gradient import WAY, tiny
-from test_gradient import random_tasks as gradient_tasks
+from helpers import WAY
+from helpers import random_tasks as helper_tasks
+from helpers import tiny_classifier as tiny
 
 from metalearn_course.data.episodes import Episode
 from metalearn_course.gradient import ANIL, MAML, MetaSGD
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_tasks(tasks: int = 2, **kwargs) -> Episode:
-    return gradient_tasks(tasks, **kwargs)
+    return helper_tasks(tasks, **kwargs)
 
 
 def test_conv_bias_before_batch_norm_gets_no_rate_gradient():
