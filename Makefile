@@ -43,8 +43,13 @@ lint: setup
 
 # The whole suite: lint, book build, then one pytest run with the unit tests, nbval on every
 # notebook of book/ and lessons/, the papermill quick runs and the browser test.
+# Two pytest-xdist workers, a file (a notebook) at a time each, notebooks first (the longest
+# files, so that the short ones fill the end). The notebooks fix their own thread count, so
+# the numbers are those of a run on its own; two of them share the cores, and passive OpenMP
+# threads sleep at a barrier instead of spinning while the other notebook computes.
 test: lint data book
-	$(PY) -m pytest tests book lessons --nbval --nbval-current-env \
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest book lessons tests -n 2 --dist loadfile \
+	    --nbval --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900 \
 	    -p no:cacheprovider -o addopts="" --durations=15 -ra
 
