@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit("refresh: run from the repository root (no _toc.yml here)")
             # The same environment as `make test`, so refreshed outputs are what nbval will see.
             os.environ.setdefault("OMP_NUM_THREADS", "2")
+            # Stored outputs are the book's: every claim of a notebook's comparison must hold.
+            os.environ.setdefault("METALEARN_STRICT", "1")
             refresh(args.notebooks or toc_notebooks(root), timeout=args.timeout)
     except expected as error:
         raise SystemExit(f"{prefix}{error}") from error

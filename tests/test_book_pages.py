@@ -259,3 +259,39 @@ def test_reference_page_doc_links_exist(page):
         assert resolved.with_suffix(".md").exists() or resolved.with_suffix(".ipynb").exists(), (
             f"{page}.md links {target!r}, which does not exist"
         )
+
+
+EXERCISE_BLOCK = re.compile(
+    r"^(`{3,}|:{3,})\{(exercise|solution)\}([^\n]*)\n(.*?)^\1[ \t]*$", re.M | re.S
+)
+# The first line of an exercise's body: its level and the time it takes, e.g.
+# "**★★ · about 20 minutes** (retrains the model: about 2.5 minutes on a laptop CPU)".
+EXERCISE_MARK = re.compile(r"^\*\*(★{1,3}) · [^*\n]*\b(?:second|minute|hour)s?\b[^*\n]*\*\*")
+
+
+def test_every_exercise_has_a_level_a_time_and_a_solution():
+    """Every {exercise} of the book (md pages and notebook markdown cells) starts with its level
+    (★, ★★ or ★★★) and the time it takes, and has a {solution} with its label."""
+    exercises, solutions, unmarked = {}, set(), []
+    for path, text in markdown_sources().items():
+        for m in EXERCISE_BLOCK.finditer(text):
+            kind, arg, body = m.group(2), m.group(3).strip(), m.group(4)
+            if kind == "solution":
+                solutions.add(arg)
+                continue
+            label = re.search(r"^:label:\s*(\S+)", body, re.M)
+            assert label, f"{path.relative_to(ROOT)}: an exercise without a :label:"
+            exercises[label.group(1)] = path
+            first = next(
+                (line for line in body.splitlines() if line.strip() and not line.startswith(":")),
+                "",
+            )
+            mark = EXERCISE_MARK.match(first)
+            if not mark:
+                unmarked.append(f"{label.group(1)} ({path.relative_to(ROOT)}): {first[:60]!r}")
+    assert len(exercises) >= 80, f"only {len(exercises)} exercises found"
+    assert not unmarked, "exercises without a level (★/★★/★★★) and time:\n" + "\n".join(unmarked)
+    missing = sorted(
+        f"{lab} ({p.relative_to(ROOT)})" for lab, p in exercises.items() if lab not in solutions
+    )
+    assert not missing, "exercises without a solution:\n" + "\n".join(missing)

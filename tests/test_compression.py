@@ -380,8 +380,27 @@ def test_parameter_count_size_and_latency():
     with pytest.raises(ValueError, match="no parameters"):
         parameter_count(quantize_encoder(conv4(hidden=8), batch(16)))
 
-    method = ProtoNet(Conv4(hidden=8)).train()
-    seconds = latency_per_episode(method, sampler().sample(), repeats=2, warmup=1)
-    assert seconds > 0 and method.training  # the mode is restored; times are never asserted
+    method, other = ProtoNet(Conv4(hidden=8)).train(), ProtoNet(Conv4(hidden=4)).eval()
+    seconds = latency_per_episode({"a": method, "b": other}, sampler().sample(), 2, warmup=1)
+    assert list(seconds) == ["a", "b"] and all(s > 0 for s in seconds.values())
+    assert method.training and not other.training  # modes restored; times are never asserted
     with pytest.raises(ValueError, match="repeats"):
-        latency_per_episode(method, sampler().sample(), repeats=0)
+        latency_per_episode({"a": method}, sampler().sample(), repeats=0)
+    with pytest.raises(ValueError, match="methods is empty"):
+        latency_per_episode({}, sampler().sample())
+
+
+def test_latencies_are_measured_in_turns():
+    """Round-robin: a change of the machine's load falls on every model alike."""
+    calls = []
+
+    class Recorder(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, episode):
+            calls.append((self.name, self.training))
+
+    latency_per_episode({"a": Recorder("a"), "b": Recorder("b")}, sampler().sample(), 2, 1)
+    assert calls == [("a", False), ("b", False)] * 3  # warm-up round, then two timed rounds

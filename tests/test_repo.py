@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 import tomllib
 import yaml
 from notebooks import ROOT, all_notebooks, book_notebooks, toc_files
+
+sys.path.insert(0, str(ROOT / "tools"))
+from install_cell import install_cell_source  # tools/ is not a package
 
 # conda-forge names of the runtime dependencies whose PyPI name differs.
 CONDA_NAME = {"torch": "pytorch-cpu"}
@@ -52,10 +56,12 @@ def test_notebook_layout(path):
     nb = json.loads(path.read_text())
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    # 1. the Colab cell: installs the package from this repository, only where it is missing.
+    # 1. the install cell: the same three lines everywhere, from _config.yml's repository.url
+    # (tools/install_cell.py --write brings every notebook in step after a change).
     first = "".join(code[0]["source"])
-    assert 'find_spec("metalearn_course") is None' in first, f"{path.name}: install cell missing"
-    assert f"git+{repository_url()}" in first, f"{path.name}: install cell URL != _config.yml"
+    assert first == install_cell_source(), f"{path.name}: run python tools/install_cell.py --write"
+    assert len([line for line in first.splitlines() if line.strip()]) <= 3
+    assert f"git+{repository_url()}" in first
     # 2. the papermill parameters cell comes right after it.
     assert "parameters" in code[1]["metadata"].get("tags", []), f"{path.name}: parameters cell"
     # 3. every code cell ran, in order, so the stored outputs are a real top-to-bottom run.

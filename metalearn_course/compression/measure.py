@@ -17,10 +17,12 @@ Three measures, each with its trap:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import statistics
 import time
 import zlib
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -65,26 +67,35 @@ def size_on_disk(module: nn.Module, compressed: bool = False) -> int:
 
 
 def latency_per_episode(
-    method: nn.Module, episode: Episode, repeats: int = 20, warmup: int = 3
-) -> float:
-    """Median wall-clock seconds of one forward pass ``method(episode)`` in eval mode under
-    no_grad, after `warmup` untimed passes (first calls allocate memory and pick kernels).
+    methods: Mapping[str, nn.Module], episode: Episode, repeats: int = 20, warmup: int = 3
+) -> dict[str, float]:
+    """Median wall-clock seconds of one forward pass ``method(episode)`` of each of `methods`
+    (name -> method), in eval mode under no_grad, after `warmup` untimed passes each (first
+    calls allocate memory and pick kernels).
 
-    The median, not the mean: a shared machine adds occasional long pauses. The method's modes
-    are restored afterwards. For a comparison, time every model on the same episode in the
-    same run and report ratios.
+    The methods are timed in turns, one pass of each per round, so that a change in the
+    machine's load (another program, or another notebook of the test suite) falls on all of
+    them alike; timed one after the other, a model measured in a busy moment would look slow
+    next to one measured in a quiet one. The median, not the mean: a shared machine adds
+    occasional long pauses. Every method's modes are restored afterwards. Report ratios to one
+    of them: seconds depend on the machine.
     """
     if repeats < 1:
         raise ValueError(f"repeats={repeats}; use repeats >= 1")
     if warmup < 0:
         raise ValueError(f"warmup={warmup}; use warmup >= 0")
-    times = []
-    with mode(method, training=False), torch.no_grad():
+    if not methods:
+        raise ValueError("methods is empty; give name -> method for every model to time")
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    with contextlib.ExitStack() as modes, torch.no_grad():
+        for method in methods.values():
+            modes.enter_context(mode(method, training=False))
         for i in range(warmup + repeats):
-            start = time.perf_counter()
-            method(episode)
-            if episode.query_x.is_cuda:  # GPU kernels run asynchronously: wait for them
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            for name, method in methods.items():
+                start = time.perf_counter()
+                method(episode)
+                if episode.query_x.is_cuda:  # GPU kernels run asynchronously: wait for them
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
