@@ -37,21 +37,29 @@ def metalearn_meta(path):
     return json.loads(path.read_text())["metadata"].get("metalearn", {})
 
 
-def run_quick(path: Path, out: Path) -> tuple[float, Path]:
-    """Run `path` with its quick parameters into `out`; (seconds taken, out)."""
+def papermill(
+    path: Path, out: Path, parameters: dict, strict: bool = False
+) -> subprocess.CompletedProcess:
+    """Run `path` with `parameters` injected into `out`, in its own papermill process.
+
+    strict=False: a learner's changed run, whose comparison with the book explains and must
+    not raise (nbval holds the default run to the book's claims)."""
     params = out.with_suffix(".params.json")
-    params.write_text(json.dumps(metalearn_meta(path).get("quick", {})))
-    start = time.perf_counter()
+    params.write_text(json.dumps(parameters))
     command = [sys.executable, "-m", "papermill", str(path), str(out), "-f", str(params)]
-    done = subprocess.run(
+    return subprocess.run(
         [*command, "--cwd", str(path.parent), "-k", "python3", "--no-progress-bar"],
         capture_output=True,
         text=True,
         timeout=10 * QUICK_SECONDS,
-        # A quick run is a learner's changed run: its comparison with the book explains, and
-        # must not raise (nbval holds the default run to the book's claims).
-        env={**os.environ, STRICT_ENV: "0"},
+        env={**os.environ, STRICT_ENV: "1" if strict else "0"},
     )
+
+
+def run_quick(path: Path, out: Path) -> tuple[float, Path]:
+    """Run `path` with its quick parameters into `out`; (seconds taken, out)."""
+    start = time.perf_counter()
+    done = papermill(path, out, metalearn_meta(path).get("quick", {}))
     if done.returncode:
         log = done.stdout + done.stderr
         raise RuntimeError(f"papermill failed on {path.name}:\n{log[-5000:]}")
@@ -108,16 +116,8 @@ def test_a_changed_run_is_explained_or_fails_in_strict_mode(tmp_path, strict):
     """The ProtoNet exercise's change (10-way training) at quick size: a learner gets the
     comparison with the book, ✗ rows and what usually explains them; strict mode raises."""
     path = ROOT / "book" / "02_metric" / "protonet.ipynb"
-    out, params = tmp_path / "protonet.ipynb", tmp_path / "params.json"
-    params.write_text(json.dumps({**metalearn_meta(path)["quick"], "TRAIN_WAY": 10}))
-    command = [sys.executable, "-m", "papermill", str(path), str(out), "-f", str(params)]
-    done = subprocess.run(
-        [*command, "--cwd", str(path.parent), "-k", "python3", "--no-progress-bar"],
-        capture_output=True,
-        text=True,
-        timeout=10 * QUICK_SECONDS,
-        env={**os.environ, STRICT_ENV: "1" if strict else "0"},
-    )
+    out = tmp_path / "protonet.ipynb"
+    done = papermill(path, out, {**metalearn_meta(path)["quick"], "TRAIN_WAY": 10}, strict)
     if strict:
         assert done.returncode != 0
         assert "AssertionError" in done.stderr and "a claim of the book fails" in done.stderr
