@@ -40,7 +40,17 @@ def pytest_runtest_setup(item):
     here = machine()
     if stored != here:
         notebook.sanitize_patterns.update(number_masks())
-        _masked[str(notebook.path)] = stored or {}
+        # reported with the test, so that the summary lists it under pytest-xdist too (where
+        # this hook runs in a worker and the summary in the controller)
+        recorded = {str(k): str(v) for k, v in (stored or {}).items()}  # plain: xdist sends it
+        item.user_properties.append(("nbval_masked", (str(notebook.path), recorded)))
+
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == "nbval_masked" and report.when == "setup":
+            path, stored = value
+            _masked[path] = stored
 
 
 def pytest_terminal_summary(terminalreporter):

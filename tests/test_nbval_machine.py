@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nbformat
+import pytest
 from notebooks import ROOT, all_notebooks
 
 from metalearn_course.cli import machine
@@ -30,14 +31,15 @@ CASES = {  # notebook: (stored output, machine it was stored on, does nbval pass
 }
 
 
-def test_numbers_masked_only_for_another_machine(pytester, monkeypatch):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_numbers_masked_only_for_another_machine(pytester, monkeypatch, workers):
     for name, (stored_text, executed_on, _) in CASES.items():
         executed_on = machine() if executed_on == "here" else executed_on
         tiny_notebook(pytester.path / f"{name}.ipynb", stored_text, executed_on)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the plugin, in the subprocess
     result = pytester.runpytest_subprocess(
         "--nbval", "--nbval-current-env", "-p", "tests.nbval_machine", "-p", "no:cacheprovider",
-        "-rA", *(f"{name}.ipynb" for name in CASES),
+        "-rA", *workers, *(f"{name}.ipynb" for name in CASES),
     )
     for name, (_, _, passes) in CASES.items():
         result.stdout.fnmatch_lines([f"{'PASSED' if passes else 'FAILED'} {name}.ipynb::Cell 0*"])
