@@ -21,7 +21,7 @@ a quick budget, each citing the paper and table it reproduces, is written once a
 
 Every run writes to ``--out``: ``results.json`` (the score and its 95% CI, the budget's
 settings, device, commit, wall time, library versions), ``model.pt`` (the trained weights,
-`train.load_checkpoint`) and ``state.pt`` (the training state, for --resume).
+`checkpoints.load_checkpoint`) and ``state.pt`` (the training state, for --resume).
 """
 
 from __future__ import annotations
