@@ -9,11 +9,13 @@ function from the SAME initial weights on the SAME meta-batches:
     → ReLU] × 4 → linear;  meta-loss = mean over tasks of the query cross-entropy after one
     inner step on the support set.
 
-- ours: `metalearn_course.gradient.MAML` (torch.func, TaskBatchNorm, the first block folded)
-  as train.fit drives it, with a Python loop over the tasks (`batched=False`) and one backward
-  per task (`tasks_per_backward=1`), or vmap (`batched=True`) and one backward per meta-batch,
-  in PyTorch's default memory layout or channels-last (the model and the images, see
-  channels_last_images);
+- ours: `metalearn_course.gradient.MAML` run by the engine (`engine.fast`: plain-autograd
+  inner gradients, the first block folded) as train.fit drives it, with a Python loop over the
+  tasks (`fast(MAML(...))`) and one backward per task (`tasks_per_backward=1`), or vmap
+  (`fast(MAML(...), vmap=True)`) and one backward per meta-batch, in PyTorch's default memory
+  layout or channels-last (the model and the images, see channels_last_images); and the
+  teaching core alone (`MAML(...)` without the engine: torch.func.grad, no folding), the
+  loop a student reads, to show what the engine buys;
 - plain loop: the inner step unrolled with `torch.autograd.grad(create_graph=True)` on Conv4
   written with torch.nn.functional, task by task, no library;
 - higher 0.2.1: `higher.innerloop_ctx` with a differentiable SGD step, as in its MAML example;
@@ -77,7 +79,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from metalearn_course.data import Episode, EpisodeSampler
 from metalearn_course.device import pick_device
-from metalearn_course.gradient import MAML, conv4_classifier
+from metalearn_course.engine import fast
+from metalearn_course.gradient import MAML, TaskBatchNorm, conv4_classifier
 from metalearn_course.train import accumulate_gradient
 
 
@@ -151,11 +154,15 @@ def with_dtype(batch: Episode, dtype: torch.dtype) -> Episode:
 # The methods
 
 
-def ours(init: nn.Module, cfg: Config, batched: bool, channels_last: bool) -> Runner:
+def ours(
+    init: nn.Module, cfg: Config, batched: bool, channels_last: bool, engine: bool = True
+) -> Runner:
     """The library's MAML as train.fit drives it: the loop over tasks with one backward per
     task (fit's tasks_per_backward=1), or vmap with one forward and one backward of the whole
-    meta-batch."""
-    model = MAML(copy.deepcopy(init), inner_steps=1, inner_lr=cfg.inner_lr, batched=batched)
+    meta-batch. engine=False: the teaching core alone (the loop only)."""
+    model = MAML(copy.deepcopy(init), inner_steps=1, inner_lr=cfg.inner_lr)
+    if engine:
+        model = fast(model, vmap=batched)
     if channels_last:
         model.to(memory_format=torch.channels_last)
 
@@ -163,7 +170,8 @@ def ours(init: nn.Module, cfg: Config, batched: bool, channels_last: bool) -> Ru
         model.zero_grad(set_to_none=True)
         accumulate_gradient(model, batch, model.loss, None if batched else 1)
 
-    name = f"ours, {'vmap' if batched else 'loop'}{', channels-last' if channels_last else ''}"
+    layout = f"{'vmap' if batched else 'loop'}{', channels-last' if channels_last else ''}"
+    name = f"{'ours' if engine else 'core, no engine'}, {layout}"
     return Runner(name, step, dict(model.model.named_parameters()), channels_last, peer=False)
 
 
@@ -171,10 +179,12 @@ def peer_network(init: nn.Module, channels_last: bool) -> nn.Module:
     """A copy of the initial network for the peers: torch's own BatchNorm2d with the batch's
     statistics always and no running averages, i.e. the same function as TaskBatchNorm."""
     net = copy.deepcopy(init)
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.track_running_stats = False
-            module.running_mean = module.running_var = module.num_batches_tracked = None
+    for parent in list(net.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, TaskBatchNorm):
+                norm = nn.BatchNorm2d(len(child.weight), child.eps, track_running_stats=False)
+                norm.weight, norm.bias = child.weight, child.bias  # the copy's own Parameters
+                setattr(parent, name, norm)
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
@@ -283,13 +293,14 @@ PEERS: dict[str, Callable[[nn.Module, Config, bool], Runner]] = {
 def build_runners(
     init: nn.Module, cfg: Config, same_layout: bool, skipped: dict[str, str]
 ) -> list[Runner]:
-    """Our four variants, then the peers, each on its own copy of `init`. A peer that cannot
-    be imported is left out, with the reason in `skipped`."""
+    """Our four engine variants and the core alone, then the peers, each on its own copy of
+    `init`. A peer that cannot be imported is left out, with the reason in `skipped`."""
     runners = [
         ours(init, cfg, batched=batched, channels_last=channels_last)
         for batched in (False, True)
         for channels_last in (False, True)
     ]
+    runners.append(ours(init, cfg, batched=False, channels_last=True, engine=False))
     for name, build in PEERS.items():
         try:
             runners.append(build(init, cfg, same_layout))
@@ -413,7 +424,7 @@ def exactness(
     reference = plain_loop(copy.deepcopy(init).double(), cfg)
     expected = reference.meta_gradient(with_dtype(batch, torch.float64))
     single = {r.name: max_relative_error(r.meta_gradient(batch), expected) for r in runners}
-    fomaml = MAML(copy.deepcopy(init), 1, cfg.inner_lr, first_order=True, batched=False)
+    fomaml = fast(MAML(copy.deepcopy(init), 1, cfg.inner_lr, first_order=True))
     fomaml.loss(fomaml(batch), batch).backward()
     first_order = {name: p.grad for name, p in fomaml.model.named_parameters()}
     first_order_error = max_relative_error(first_order, expected)

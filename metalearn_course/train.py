@@ -73,7 +73,7 @@ LossFn = Callable[[torch.Tensor, Episode], torch.Tensor]
 
 
 @dataclass
-class History:
+class FitHistory:
     """What happened during fit. Training entries are means over `log_every` steps."""
 
     step: list[int] = field(default_factory=list)  # last step of each logged window
@@ -141,7 +141,7 @@ def fit(
     progress: bool = True,
     log_every: int = 10,
     tasks_per_backward: int | None = None,
-) -> History:
+) -> FitHistory:
     """Train `method` on `steps` episodes from `sampler`, one optimizer step per episode.
 
     optimizer: default Adam(lr=1e-3) on the method's trainable parameters (the papers' choice).
@@ -158,7 +158,7 @@ def fit(
         (`checkpoints.TrainingState`: the run's settings must be the same).
     device: where the method and episodes go; default the device of the method's parameters.
     progress: show a progress bar (stderr) with the running loss and accuracy.
-    log_every: History gets the mean loss and accuracy of every `log_every` steps (and of the
+    log_every: FitHistory gets the mean loss and accuracy of every `log_every` steps (and of the
         last, shorter window when steps is not a multiple).
     tasks_per_backward: meta-batches only: forward, loss and backward on groups of this many
         tasks, the gradients added up (see accumulate_gradient): the same update with the
@@ -271,11 +271,11 @@ def tasks_of(episode: Episode, start: int, stop: int) -> Episode:
 
 
 class TrainingLog:
-    """The History of a run: means of the loss and the training accuracy over windows of
+    """The FitHistory of a run: means of the loss and the training accuracy over windows of
     `every` steps (and the last, shorter window), shown on the progress bar as they close."""
 
     def __init__(self, every: int) -> None:
-        self.every, self.history = every, History()
+        self.every, self.history = every, FitHistory()
         self.window = [0.0, 0.0, 0]  # loss and accuracy summed over the open window, its steps
 
     def add(
@@ -339,7 +339,7 @@ class Validation:
                     f" {len(self.episodes)} or an endless EpisodeSampler"
                 )
 
-    def after(self, step: int, history: History) -> None:
+    def after(self, step: int, history: FitHistory) -> None:
         if self.every == 0 or step % self.every != 0:
             return
         # few_shot switches to eval mode and back, and runs without gradients.
@@ -474,7 +474,7 @@ def _restore(
         scheduler.load_state_dict(saved["scheduler"])
     sampler.load_state_dict(saved["sampler"])
     torch.set_rng_state(saved["torch_rng"])
-    log.history = History(**saved["history"])
+    log.history = FitHistory(**saved["history"])
     log.window = list(saved["window"])
     validation.best_state = saved["best_state"]
     return saved["step"]

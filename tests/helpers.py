@@ -23,10 +23,12 @@ def blob_images(n_classes: int = 12, n_per_class: int = 20, seed: int = 0) -> to
     return images.to(torch.uint8)
 
 
-def tiny_classifier(seed: int = 0) -> BodyHead:
-    """A seeded float64 WAY-way classifier: 2 conv blocks of 4 channels on 8×8 images."""
+def tiny_classifier(seed: int = 0, transductive: bool = True) -> BodyHead:
+    """A seeded float64 WAY-way classifier: 2 conv blocks of 4 channels on 8×8 images, with
+    TaskBatchNorm (transductive=False: running statistics in eval mode)."""
     torch.manual_seed(seed)
-    return conv4_classifier(WAY, hidden=4, blocks=2, image_size=8).double()
+    model = conv4_classifier(WAY, hidden=4, blocks=2, image_size=8, transductive=transductive)
+    return model.double()
 
 
 def random_tasks(tasks: int = 3, shot: int = 2, queries: int = 3, seed: int = 0) -> Episode:

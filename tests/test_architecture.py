@@ -49,6 +49,8 @@ def test_the_contracts_hold():
         ("data/episodes.py", "import metalearn_course.gradient", "Layers"),
         # one core family importing another (independence)
         ("rl/bandits.py", "import metalearn_course.metric", "self-contained"),
+        # the lesson reaching for the speed layer (forbidden)
+        ("gradient/maml.py", "import metalearn_course.engine", "never imports the engine"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(tmp_path, module, forbidden, contract):

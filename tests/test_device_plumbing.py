@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from metalearn_course.data import EpisodeSampler
+from metalearn_course.engine import fast
 from metalearn_course.gradient import ANIL, MAML, MetaSGD, Reptile, conv4_classifier
 from metalearn_course.memory import MANN, BlackBoxLSTM, HyperNet
 from metalearn_course.memory.black_box import SequenceSampler
@@ -36,15 +37,17 @@ EPISODIC = {
     "matching": lambda: MatchingNet(Conv4(hidden=8), learn_scale=True),
     "relation": lambda: RelationNet(map_size=5, class_map="mean"),
     "siamese": lambda: SiameseNet(Conv4(hidden=8, pooled=2), 8 * 7 * 7),
-    "maml": lambda: MAML(conv4_classifier(5, hidden=8), 2, 0.4, batched=False),
-    "maml-vmap": lambda: MAML(conv4_classifier(5, hidden=8), 1, 0.4, batched=True),
+    "maml": lambda: MAML(conv4_classifier(5, hidden=8), 2, 0.4),
+    "maml-fast": lambda: fast(MAML(conv4_classifier(5, hidden=8), 2, 0.4)),
+    "maml-vmap": lambda: fast(MAML(conv4_classifier(5, hidden=8), 1, 0.4), vmap=True),
     "fomaml": lambda: MAML(conv4_classifier(5, hidden=8), 1, 0.4, first_order=True),
-    "metasgd": lambda: MetaSGD(conv4_classifier(5, hidden=8), 1, 0.4, batched=False),
-    "anil": lambda: ANIL(conv4_classifier(5, hidden=8), 2, 0.4, batched=False),
-    "reptile": lambda: Reptile(conv4_classifier(5, hidden=8), 2, 1e-3, batched=False),
+    "metasgd": lambda: fast(MetaSGD(conv4_classifier(5, hidden=8), 1, 0.4)),
+    "anil": lambda: fast(ANIL(conv4_classifier(5, hidden=8), 2, 0.4)),
+    "reptile": lambda: Reptile(conv4_classifier(5, hidden=8), 2, 1e-3),
+    "reptile-fast": lambda: fast(Reptile(conv4_classifier(5, hidden=8), 2, 1e-3), vmap=True),
     "hypernet": lambda: HyperNet(Conv4(hidden=8), feature_dim=8),
 }
-BATCHED = {"maml", "maml-vmap", "fomaml", "metasgd", "anil", "reptile"}
+BATCHED = {"maml", "maml-fast", "maml-vmap", "fomaml", "metasgd", "anil", "reptile", "reptile-fast"}
 
 
 def train_then_eval(method: torch.nn.Module, batch) -> None:

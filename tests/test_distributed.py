@@ -22,6 +22,7 @@ import sys
 import torch
 from metalearn_course.data.episodes import EpisodeSampler
 from metalearn_course.distributed import launch, wrap
+from metalearn_course.engine import fast
 from metalearn_course.gradient import MAML, conv4_classifier, meta_batches
 from metalearn_course.train import fit
 
@@ -30,7 +31,7 @@ process = launch("cpu")
 torch.manual_seed(0)
 images = torch.randint(0, 256, (12, 6, 28, 28), dtype=torch.uint8,
                        generator=torch.Generator().manual_seed(1))
-model = MAML(conv4_classifier(way=3, hidden=4), inner_steps=1, inner_lr=0.1, batched=False)
+model = fast(MAML(conv4_classifier(way=3, hidden=4), inner_steps=1, inner_lr=0.1))
 method = wrap(model, process)
 # SGD, not Adam: batch norm cancels the conv biases, so their exact gradient is 0 and what
 # remains is rounding noise, which Adam would scale up to full-size steps in either run.

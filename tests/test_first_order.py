@@ -7,26 +7,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import WAY, tiny_classifier
+from helpers import WAY
 from helpers import random_tasks as helper_tasks
+from helpers import tiny_classifier as tiny
 from torch.func import functional_call
 
 from metalearn_course.data.episodes import Episode
-from metalearn_course.gradient import (
-    MAML,
-    Reptile,
-    inner_train,
-    reptile_step,
-    use_task_batch_norm,
-)
+from metalearn_course.gradient import MAML, Reptile, inner_train, reptile_step
 from metalearn_course.nets import MLP
 from metalearn_course.train import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conftest.py)
-
-
-def tiny(seed: int = 0) -> torch.nn.Module:
-    return use_task_batch_norm(tiny_classifier(seed))
 
 
 def random_tasks(tasks: int = 3, shot: int = 4, queries: int = 2, seed: int = 0) -> Episode:
@@ -79,7 +70,7 @@ def test_reptile_module_with_inner_batch_trains_like_reptile_step():
     e = random_tasks()
     # SGD inside: Adam would turn the round-off in the (zero) gradients of the conv biases that
     # batch norm cancels into steps of full size
-    method = Reptile(tiny(), 4, 0.05, inner_optimizer="sgd", inner_batch=6, batched=False)
+    method = Reptile(tiny(), 4, 0.05, inner_optimizer="sgd", inner_batch=6)
     model = tiny()
     reptile_step(model, e.support_x, e.support_y, F.cross_entropy, 4, 0.05, 0.7, "sgd", True, 6)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.7)
@@ -130,6 +121,6 @@ def test_first_order_maml_has_the_smaller_backward_graph():
     e = random_tasks()
     nodes = {}
     for first_order in (False, True):
-        method = MAML(tiny(), 2, 0.4, first_order=first_order, batched=False)
+        method = MAML(tiny(), 2, 0.4, first_order=first_order)
         nodes[first_order] = backward_graph_nodes(method.loss(method(e), e))
     assert nodes[True] < nodes[False] / 2, nodes

@@ -1,5 +1,6 @@
-"""Optimization-based meta-learners (metalearn_course.gradient): exact meta-gradients, vmap
-against the loop, batch norm, Reptile's closed form, Meta-SGD, ANIL, training runs, input checks.
+"""Optimization-based meta-learners (metalearn_course.gradient): exact meta-gradients, batch norm,
+Reptile's closed form, Meta-SGD, ANIL, training runs, input checks. All of it on the plain core
+(a loop over tasks, torch.func.grad); tests/test_engine.py checks engine.fast against it.
 
 The meta-gradients are checked in float64 on a tiny classifier (2 conv blocks of 4 channels on
 8×8 images) against two independent references: central finite differences of the meta-loss,
@@ -30,14 +31,12 @@ from metalearn_course.gradient import (
     TaskBatchNorm,
     adapt,
     conv4_classifier,
-    functional,
     inner_train,
     maml_loss,
     meta_batches,
     reptile_step,
     use_task_batch_norm,
 )
-from metalearn_course.gradient.folding import FoldedBlock, fold_batch_norm
 from metalearn_course.gradient.functional import update_running_stats
 from metalearn_course.nets import MLP
 from metalearn_course.train import fit
@@ -219,99 +218,6 @@ def test_first_order_maml_drops_the_hessian_term():
     assert relative_error(gradient, reference(first_order=False)) > 1e-2
 
 
-@pytest.mark.parametrize("kind", ["maml", "fomaml", "metasgd", "anil"])
-def test_plain_autograd_inner_step_equals_torch_func_grad(kind, monkeypatch):
-    """Outside a torch.func transform the inner gradient is torch.autograd.grad (faster); it
-    must give torch.func.grad's numbers to the last bit, meta-gradient and evaluation alike."""
-    e = random_tasks(tasks=2)
-    results = []
-    for inside in (False, True):  # True: as if traced by a transform, i.e. torch.func.grad
-        monkeypatch.setattr(functional, "_inside_transform", lambda inside=inside: inside)
-        method = make(kind, batched=False)
-        output = method(e)
-        method.loss(output, e).backward()
-        with torch.no_grad():
-            evaluated = method.eval()(first_task(e))
-        results.append([output, evaluated, *(p.grad for p in method.parameters())])
-    for plain, func in zip(*results, strict=True):
-        assert torch.equal(plain, func)
-
-
-def make(kind: str, batched: bool) -> nn.Module:
-    if kind == "maml":
-        return MAML(tiny(), 2, [0.4, 0.2], learn_inner_lr=True, batched=batched)
-    if kind == "fomaml":
-        return MAML(tiny(), 2, 0.4, first_order=True, batched=batched)
-    if kind == "running-stats":
-        return MAML(tiny(), 2, 0.4, transductive=False, batched=batched)
-    if kind == "metasgd":
-        return MetaSGD(tiny(), 2, 0.3, batched=batched)
-    return ANIL(tiny(), 2, 0.4, batched=batched)
-
-
-@pytest.mark.parametrize("kind", ["maml", "fomaml", "running-stats", "metasgd", "anil"])
-def test_vmap_equals_the_loop_over_tasks_with_batch_norm(kind):
-    """The batched path (vmap over tasks) against the per-task loop, to rounding. torch's own
-    batch norm under vmap would miss this by percents (functorch issue #534)."""
-    e = random_tasks(tasks=4)
-    results = []
-    for batched in (True, False):
-        method = make(kind, batched)
-        output = method(e)
-        method.loss(output, e).backward()
-        results.append((output, [p.grad for p in method.parameters()], method.state_dict()))
-    (out_vmap, grad_vmap, state_vmap), (out_loop, grad_loop, state_loop) = results
-    assert out_vmap.shape == (4, WAY * 3, WAY)
-    assert relative_error([out_vmap], [out_loop]) < 1e-12
-    assert relative_error(grad_vmap, grad_loop) < 1e-10
-    for key, value in state_vmap.items():  # running statistics included
-        torch.testing.assert_close(value, state_loop[key], rtol=1e-12, atol=1e-14)
-
-
-@pytest.mark.parametrize("kind", ["maml", "fomaml", "running-stats", "metasgd", "anil"])
-@pytest.mark.parametrize("batched", [False, True])
-def test_folded_first_block_is_the_same_function(kind, batched):
-    """MAML folds the first conv → batch norm into one convolution (gradient/folding.py):
-    outputs, meta-gradients, evaluation and running statistics equal the unfolded network's
-    to float64 rounding; the state_dict keeps its keys; the conv bias, which batch norm
-    cancels, gets a gradient of exactly zero."""
-    e = random_tasks(tasks=3)
-    folded = make(kind, batched)
-    assert isinstance(folded.model.body.encoder[0], FoldedBlock)  # 1 input channel: d = 9
-    assert not isinstance(folded.model.body.encoder[1], FoldedBlock)  # d = 4 · 9 > MAX_PATCH
-    plain = make(kind, batched)
-    plain.model.body.encoder[0] = nn.Sequential(*plain.model.body.encoder[0])  # unfold it
-    assert plain.state_dict().keys() == folded.state_dict().keys()
-    results = []
-    for method in (plain, folded):
-        output = method(e)
-        method.loss(output, e).backward()
-        with torch.no_grad():
-            evaluated = method.eval()(e)
-        grads = {n: p.grad for n, p in method.named_parameters()}
-        results.append(([output, evaluated, *method.state_dict().values()], grads))
-    (values, grads), (values_folded, grads_folded) = results
-    for actual, expected in zip(values_folded, values, strict=True):
-        if actual.is_floating_point():
-            torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-13)
-    bias = "model.body.encoder.0.0.bias"
-    assert torch.equal(grads_folded[bias], torch.zeros_like(grads_folded[bias]))
-    for name, expected in grads.items():
-        if name.endswith(".0.bias") or name.endswith("/0/bias"):
-            continue  # conv biases (and Meta-SGD's rates for them): rounding noise around 0
-        assert relative_error([grads_folded[name]], [expected]) < 1e-12, name
-
-
-def test_folding_needs_a_small_patch_and_a_task_batch_norm():
-    wide = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.BatchNorm2d(4))  # d = 72
-    model = nn.Sequential(wide, nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)))
-    assert fold_batch_norm(model) is model
-    assert not any(isinstance(m, FoldedBlock) for m in model.modules())  # torch's batch norm
-    use_task_batch_norm(model)
-    fold_batch_norm(model)
-    assert type(model[0]) is nn.Sequential and type(model[1]) is FoldedBlock
-
-
 def test_task_batch_norm_matches_torch_batch_norm():
     torch.manual_seed(0)
     reference = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)).double()
@@ -343,6 +249,7 @@ def test_batch_norm_is_transductive_by_default():
         eval_logits = method(e)
         # The first query's logits depend on which other queries share its batch.
         alone = method(Episode(e.support_x, e.support_y, e.query_x[:2], e.query_y[:2], e.classes))
+    assert method.transductive
     torch.testing.assert_close(eval_logits, train_logits.detach())
     assert not torch.allclose(alone, eval_logits[:2])
     norm = method.model.body.encoder[0][1]
@@ -350,7 +257,8 @@ def test_batch_norm_is_transductive_by_default():
 
 
 def test_running_statistics_variant_is_not_transductive():
-    method = MAML(tiny(), transductive=False)
+    method = MAML(tiny(transductive=False))
+    assert not method.transductive  # read from the network's TaskBatchNorm layers
     method(random_tasks())  # training: batch statistics, and the running averages move
     norm = method.model.body.encoder[0][1]
     assert norm.num_batches_tracked == 3 and norm.running_mean.abs().sum() > 0
@@ -415,7 +323,7 @@ def test_inner_adam_is_torch_adam_without_momentum():
 def test_reptile_module_trains_with_fit_by_the_reptile_step():
     e = random_tasks()
     method = Reptile(tiny(), inner_steps=3, inner_lr=0.1, inner_optimizer="sgd")
-    model = use_task_batch_norm(tiny())
+    model = tiny()
     reptile_step(model, e.support_x, e.support_y, F.cross_entropy, 3, 0.1, outer_lr=0.5)
     with torch.no_grad():  # the loss and accuracy fit logs: the adapted network's on the queries
         output = method(e)
@@ -572,7 +480,7 @@ def test_runs_where_the_parameters_are():
 
 
 def test_bad_arguments():
-    model = use_task_batch_norm(tiny())
+    model = tiny()
     params = dict(model.named_parameters())
     e = random_tasks()
     task = first_task(e)

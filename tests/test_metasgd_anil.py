@@ -27,7 +27,7 @@ def random_tasks(tasks: int = 2, **kwargs) -> Episode:
 
 
 def test_conv_bias_before_batch_norm_gets_no_rate_gradient():
-    method = MetaSGD(tiny(), 1, 0.4, batched=False)
+    method = MetaSGD(tiny(), 1, 0.4)
     e = random_tasks()
     method.loss(method(e), e).backward()
     gradients = {key: alpha.grad for key, alpha in method.alpha.items()}
@@ -45,7 +45,7 @@ def test_conv_bias_before_batch_norm_gets_no_rate_gradient():
 
 @pytest.mark.parametrize("inner_steps", [1, 5])
 def test_anil_runs_the_body_twice_per_task_whatever_the_steps(inner_steps):
-    method = ANIL(tiny(), inner_steps, 0.4, batched=False)
+    method = ANIL(tiny(), inner_steps, 0.4)
     calls = []
     method.model.body.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
     e = random_tasks(tasks=2)
@@ -59,7 +59,7 @@ def test_maml_body_passes_grow_with_the_inner_steps():
     """The contrast with ANIL: MAML's inner loop runs the whole network once per step."""
 
     def body_passes(steps: int) -> int:
-        method = MAML(tiny(), steps, 0.4, batched=False)
+        method = MAML(tiny(), steps, 0.4)
         calls = []
         method.model.body.register_forward_hook(lambda module, args, out: calls.append(1))
         method(random_tasks(tasks=1))

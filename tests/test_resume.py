@@ -29,6 +29,7 @@ RUN = f"""
 import time
 import torch
 from metalearn_course.data.episodes import EpisodeSampler
+from metalearn_course.engine import fast
 from metalearn_course.gradient import MAML, conv4_classifier
 from metalearn_course.gradient.functional import MetaBatches
 from metalearn_course.train import fit
@@ -50,7 +51,7 @@ def run(state=None, resume=False, steps={STEPS}, save_every={SAVE_EVERY}, slow=0
     torch.manual_seed(0)
     images = torch.randint(0, 256, (12, 6, 28, 28), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(1))
-    model = MAML(conv4_classifier(way=3, hidden=4), inner_steps=1, inner_lr=0.1, batched=False)
+    model = fast(MAML(conv4_classifier(way=3, hidden=4), inner_steps=1, inner_lr=0.1))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     batches = InterruptedBatches(EpisodeSampler(images, 3, 1, 2, seed=5), 2)
     batches.limit = interrupt_after if interrupt_after is not None else 10**9
@@ -170,7 +171,7 @@ def test_resume_without_a_state_file_starts_at_step_zero(tmp_path):
 
 
 def test_state_needs_a_sampler_with_a_position(tmp_path):
-    model = MAML(conv4_classifier(way=3, hidden=4), 1, 0.1, batched=False)
+    model = MAML(conv4_classifier(way=3, hidden=4), 1, 0.1)
     images = torch.rand(6, 4, 28, 28)
     batches = (b for b in meta_batches(EpisodeSampler(images, 3, 1, 1), 2))
     with pytest.raises(ValueError, match="state_dict"):

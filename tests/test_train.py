@@ -21,7 +21,7 @@ from metalearn_course.checkpoints import load_checkpoint, save_checkpoint
 from metalearn_course.data.episodes import EpisodeSampler
 from metalearn_course.evaluate import Accuracy
 from metalearn_course.metric import ProtoNet, RelationNet
-from metalearn_course.train import History, fit
+from metalearn_course.train import FitHistory, fit
 
 
 def tiny(seed: int = 0) -> ProtoNet:
@@ -58,7 +58,7 @@ def test_history_has_one_entry_per_window():
 
     model.register_forward_hook(record)
     history = fit(model, noise_sampler(), steps=23, log_every=5, progress=False)
-    assert isinstance(history, History)
+    assert isinstance(history, FitHistory)
     assert history.step == [5, 10, 15, 20, 23]  # the last, shorter window is logged too
     assert len(seen) == 23 and len(history.loss) == len(history.accuracy) == 5
     # Each entry is the mean over its window of the steps' loss and query accuracy.
@@ -236,14 +236,19 @@ def test_bad_arguments_raise():
         fit(tiny(), sampler(), steps=1, loss_fn=lambda out, e: out.sum() * math.nan, progress=False)
 
 
+@pytest.mark.parametrize("vmap", [False, True])
 @pytest.mark.parametrize("group", [1, 3, 5])
-def test_tasks_per_backward_accumulates_the_same_gradient(group):
+def test_tasks_per_backward_accumulates_the_same_gradient(group, vmap):
     """Gradient accumulation over groups of tasks: the whole meta-batch's gradient (5 tasks,
-    groups of 1, 3 + 2, 5), the same loss and outputs; float64, so only rounding differs."""
+    groups of 1, 3 + 2, 5), the same loss and outputs; float64, so only rounding differs.
+    vmap: the engine's vmap over the tasks of a group instead of the core's loop."""
+    from metalearn_course.engine import fast
     from metalearn_course.gradient import MAML, conv4_classifier
 
     torch.manual_seed(0)
     method = MAML(conv4_classifier(3, hidden=4, blocks=2, image_size=8).double(), 1, 0.4)
+    if vmap:
+        fast(method, vmap=True)
     images = torch.rand(6, 4, 8, 8, dtype=torch.float64)
     batch = EpisodeSampler(images, way=3, shot=1, queries=2, seed=0).sample_batch(5)
     batch = replace(batch, support_x=batch.support_x.double(), query_x=batch.query_x.double())

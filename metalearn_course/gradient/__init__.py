@@ -4,12 +4,16 @@ descent adapts to a new task in a few steps.
 One module per method, each citing its paper: MAML and first-order MAML (maml.py), Reptile
 (reptile.py), Meta-SGD (metasgd.py), ANIL (anil.py); the learned LSTM optimizer of
 Andrychowicz et al. lives in learned_optimizer.py. functional.py holds the shared pieces: batch
-norm from plain tensor ops, the body + head classifier, meta-batches.
+norm per task, the inner gradient, the body + head classifier, meta-batches.
 
 Two ways in: plain functions of a parameter dictionary (`adapt`, `maml_loss`, `inner_train`,
 `reptile_step`), e.g. for sinusoid regression; and episodic nn.Modules (`MAML`, `MetaSGD`,
 `ANIL`, `Reptile`) that map an Episode, or a meta-batch of them, to query logits after
 adaptation, and train with metalearn_course.train.fit.
+
+This package is the lesson: one task at a time, torch.func.grad, no rewriting of the model you
+pass in. The same methods run faster through metalearn_course.engine (``engine.fast(method)``),
+which this package never imports.
 """
 
 from metalearn_course.gradient.anil import ANIL

@@ -70,5 +70,6 @@ class ANIL(MAML):
             steps,
             self.inner_rates(steps),
             self.first_order,
+            self.gradient,
         )
         return {**params, **{f"head.{k}": v for k, v in head.items()}}

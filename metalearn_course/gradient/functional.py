@@ -1,5 +1,5 @@
-"""Shared pieces of the gradient-based learners: batch norm from plain tensor ops, a classifier
-split into body and head, meta-batches of episodes.
+"""Shared pieces of the gradient-based learners: batch norm per task, the inner gradient, a
+classifier split into body and head, meta-batches of episodes.
 
 Batch norm per task. MAML normalises with the statistics of the current batch, at training
 *and* at test time (the code of Finn et al. 2017, arXiv:1703.03400, keeps no running averages):
@@ -8,21 +8,19 @@ Batch norm per task. MAML normalises with the statistics of the current batch, a
 
 This is *transductive* (Nichol et al. 2018, arXiv:1803.02999, who name the setting): a test
 query is normalised together with the episode's other queries, so it sees their statistics.
-Under `torch.func.vmap` (one task per lane) `TaskBatchNorm` computes it with plain tensor
-operations (var_mean, rsqrt, *, +) instead of `torch.nn.functional.batch_norm`, for a reason
-that matters: torch's batch-norm backward has a wrong batching rule, and a second-order
-meta-gradient through it comes out off by several percent (functorch issue #534; with torch
-2.13 we measured 3-13% on the conv weights of a tiny 2-block Conv4). Plain operations have correct
-rules at every order, so the batched meta-gradient equals the per-task loop
-(tests/test_gradient.py checks it to 1e-10 in float64). Outside vmap (the per-task loop, the
-fast path on a CPU) it calls torch's fused batch norm, whose derivatives of every order are
-right there and which makes fewer passes over the activations (a MAML meta-iteration on
-Omniglot about 1.4× faster; benchmarks/maml_peers.py).
+`TaskBatchNorm` is that layer, with the parameter and buffer names of torch's batch norm;
+`conv4_classifier` builds the chapter's network with it, `use_task_batch_norm` converts a
+network of your own (explicitly: the methods never rewrite the model they are given).
 
 `transductive=False` is the usual, non-transductive batch norm: training normalises with the
 batch statistics, evaluation (module.eval()) with running averages. The averages are updated
 by `update_running_stats`, outside every torch.func transform (a transform may not mutate
 captured buffers), from a no-grad pass of the adapted network over the query images.
+
+Everything here runs one task at a time, the way the papers write it. Running the tasks of a
+meta-batch together under vmap, folding the first batch norm into its convolution and the
+faster plain-autograd inner gradient are the engine's (metalearn_course.engine, applied
+explicitly with ``engine.fast(method)``), tested equal to this code in float64.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from metalearn_course.data.episodes import Episode, EpisodeSampler
@@ -68,52 +66,23 @@ def check_inner_loop(inner_steps: int, inner_lr: InnerLR) -> None:
         raise TypeError(f"inner_lr is a {type(inner_lr).__name__}; see InnerLR for the choices")
 
 
-def _inside_transform() -> bool:
-    """True while any torch.func transform (vmap, grad, jvp, ...) is being traced."""
-    try:
-        return bool(torch._C._functorch.get_interpreter_stack())
-    except AttributeError:  # a torch without this (private) API: assume one, always correct
-        return True
+# gradient_fn(loss_fn, params, create_graph) -> ∇ loss_fn(params) by name: how an inner loop
+# takes its gradient (inner_gradient here; the engine swaps in a faster equivalent).
+GradientFn = Callable[[Callable[[Params], torch.Tensor], Params, bool], Params]
 
 
-def gradient(
-    loss_fn: Callable[[Params], torch.Tensor], params: Params, create_graph: bool
+def inner_gradient(
+    loss_fn: Callable[[Params], torch.Tensor], params: Params, create_graph: bool = True
 ) -> Params:
-    """∇ loss_fn(params), by name, as ``torch.func.grad(loss_fn)(params)`` computes it.
+    """∇ loss_fn(params), by name: ``torch.func.grad(loss_fn)(params)``.
 
-    create_graph: keep the gradient differentiable with respect to `params` (MAML's second
-    order), when gradients are being recorded at all. Inside a torch.func transform (vmap over
-    tasks, or a user's own grad) this is torch.func.grad. Outside one it is plain
-    torch.autograd.grad, the same numbers to the last bit and about a tenth faster on a CPU:
-    functorch wraps every operation of the network in its own tensor type, plain autograd
-    does not (benchmarks/maml_peers.py).
+    The result is itself a differentiable function of `params` whenever autograd records the
+    caller (MAML's second-order term); detach `params` to make it a constant (first-order
+    MAML). It runs under no_grad too (evaluation adapts without recording) and inside vmap.
+    create_graph is ignored here: torch.func.grad decides by itself; it is the hint a
+    plain-autograd version needs (engine.fast_gradient).
     """
-    if _inside_transform():
-        return grad(loss_fn)(params)
-    create_graph = create_graph and torch.is_grad_enabled()
-    with torch.enable_grad():  # the evaluator runs without gradients; adaptation needs them
-        # A tensor that does not require grad (a detached FOMAML point, or any tensor under
-        # no_grad) becomes a leaf that does: its gradient is then a constant, as in func.grad.
-        inputs = {
-            k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()
-        }
-        grads = torch.autograd.grad(
-            loss_fn(inputs),
-            list(inputs.values()),
-            create_graph=create_graph,
-            materialize_grads=True,
-        )
-    return dict(zip(inputs, grads, strict=True))
-
-
-def _inside_vmap() -> bool:
-    """True while a torch.func.vmap is being traced, also inside a grad nested in it."""
-    try:
-        stack = torch._C._functorch.get_interpreter_stack()
-        vmap = torch._C._functorch.TransformType.Vmap
-    except AttributeError:  # a torch without this (private) API: assume vmap, always correct
-        return True
-    return stack is not None and any(level.key() == vmap for level in stack)
+    return grad(loss_fn)(params)
 
 
 class TaskBatchNorm(nn.Module):
@@ -142,18 +111,19 @@ class TaskBatchNorm(nn.Module):
         self.recording = False  # set only by update_running_stats, outside any transform
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch_statistics = self.transductive or self.training
-        if batch_statistics and not self.recording and not _inside_vmap():
+        if not (self.transductive or self.training):
+            return self.normalize(x, self.running_mean, self.running_var)
+        if not self.recording:  # torch's fused kernel: right derivatives of every order
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        if batch_statistics:
-            # correction=0: the biased variance, the one batch norm divides by
-            var, mean = torch.var_mean(x, [0, *range(2, x.ndim)], correction=0)
-            if self.recording:
-                self._record(mean, var, x.numel() // x.shape[1])
-        else:
-            mean, var = self.running_mean, self.running_var
-        # γ (x - μ) / sqrt(σ² + ε) + β folded into one scale and one shift per channel: two
-        # passes over the large activation tensor instead of five, in every order of autograd.
+        # correction=0: the biased variance, the one batch norm divides by
+        var, mean = torch.var_mean(x, [0, *range(2, x.ndim)], correction=0)
+        self._record(mean, var, x.numel() // x.shape[1])
+        return self.normalize(x, mean, var)
+
+    def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """γ (x - mean) / sqrt(var + ε) + β with plain tensor operations."""
+        # One scale and one shift per channel: two passes over the large activation tensor
+        # instead of five, in every order of autograd.
         scale = self.weight * torch.rsqrt(var + self.eps)
         shift = self.bias - mean * scale
         shape = (1, -1) + (1,) * (x.ndim - 2)  # broadcast per channel over [n, C, ...]
@@ -194,9 +164,9 @@ def check_functional(model: nn.Module) -> None:
     """Raise ValueError if `model` has a torch batch-norm layer (see the module docstring)."""
     if any(isinstance(m, _BatchNorm) for m in model.modules()):
         raise ValueError(
-            "model has torch.nn.BatchNorm layers: their running statistics are mutated in"
-            " place, and vmap gets their second derivatives wrong (functorch issue #534);"
-            " call use_task_batch_norm(model) first"
+            "model has torch.nn.BatchNorm layers, whose running statistics a functional"
+            " inner loop cannot update; build it with TaskBatchNorm (conv4_classifier(way)"
+            " does), or convert it first: use_task_batch_norm(model)"
         )
 
 
@@ -212,15 +182,11 @@ def _recording(model: nn.Module) -> Iterator[None]:
             m.recording = False
 
 
-def over_tasks(
-    task: Callable[..., tuple[torch.Tensor, Params]],
-    data: tuple[torch.Tensor, ...],
-    vectorize: bool,
+def loop_over_tasks(
+    task: Callable[..., tuple[torch.Tensor, Params]], data: tuple[torch.Tensor, ...]
 ) -> tuple[torch.Tensor, Params]:
-    """Run `task` (per-task tensors -> (output, adapted parameters)) on every task of a
-    meta-batch and stack the results: with vmap, or with a Python loop (the reference)."""
-    if vectorize:
-        return vmap(task)(*data)
+    """Run `task` (one task's tensors -> (output, adapted parameters)) on every task of a
+    meta-batch, one after the other, and stack the results along a new task dimension."""
     outputs = [task(*one) for one in zip(*data, strict=True)]
     params = {k: torch.stack([out[1][k] for out in outputs]) for k in outputs[0][1]}
     return torch.stack([out[0] for out in outputs]), params
@@ -250,9 +216,15 @@ class BodyHead(nn.Module):
 
 
 def conv4_classifier(
-    way: int, in_channels: int = 1, hidden: int = 64, blocks: int = 4, image_size: int = 28
+    way: int,
+    in_channels: int = 1,
+    hidden: int = 64,
+    blocks: int = 4,
+    image_size: int = 28,
+    transductive: bool = True,
 ) -> BodyHead:
-    """The Omniglot classifier of the MAML chapter: Conv4 body + linear head with `way` logits.
+    """The Omniglot classifier of the MAML chapter: Conv4 body + linear head with `way` logits,
+    its batch norm TaskBatchNorm (transductive: batch statistics in eval mode too, the paper's).
 
     (The MAML paper's Omniglot network used stride-2 convolutions instead of max-pooling; the
     course keeps the one shared Conv4 so that every chapter's numbers use the same backbone.)
@@ -264,7 +236,8 @@ def conv4_classifier(
         size //= 2  # each block's 2×2 max-pool halves the map (3×3 conv, padding 1, keeps it)
     if size < 1:
         raise ValueError(f"image_size={image_size} is too small for {blocks} blocks")
-    return BodyHead(Conv4(in_channels, hidden, blocks), nn.Linear(hidden * size * size, way))
+    net = BodyHead(Conv4(in_channels, hidden, blocks), nn.Linear(hidden * size * size, way))
+    return use_task_batch_norm(net, transductive)  # our own new network: nobody else's
 
 
 def check_episode(episode: Episode) -> bool:

@@ -280,7 +280,7 @@ class MetaTrainConfig:
 
 
 @dataclass
-class MetaHistory:
+class LSTMOptimizerHistory:
     """Per run, means over its functions: f averaged over the trajectory (the meta-loss / T),
     and f at the end. Validation: the same trajectory mean on fixed validation functions."""
 
@@ -294,7 +294,7 @@ class MetaHistory:
 
 def meta_train(
     optimizer: LSTMOptimizer, config: MetaTrainConfig | None = None, progress: bool = False
-) -> MetaHistory:
+) -> LSTMOptimizerHistory:
     """Learn φ by truncated BPTT through the optimization of fresh random quadratics.
 
     With validation, the φ with the lowest validation meta-loss is restored at the end (the
@@ -309,7 +309,7 @@ def meta_train(
     segments = math.ceil(config.horizon / config.unroll)
     # Decaying the step size lets φ settle instead of ending wherever the last noisy step left it.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(meta_optimizer, config.runs * segments)
-    history, best = MetaHistory(), None
+    history, best = LSTMOptimizerHistory(), None
     for run in tqdm(range(1, config.runs + 1), disable=not progress, file=sys.stderr):
         functions = Quadratics.sample(
             config.functions, seed=generator, dim=config.dim, device=device

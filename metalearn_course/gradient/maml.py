@@ -23,9 +23,7 @@ is cheaper and, on Omniglot, nearly as good.
 With torch.func every piece is a pure function of a parameter dictionary: `functional_call`
 runs the network with given parameters, `grad` gives the inner gradient as a tensor that is
 itself differentiable with respect to θ (so the outer backward contains the exact second-order
-term), and `vmap` runs the per-task function on all tasks of a meta-batch at once, as batched
-convolutions instead of a Python loop. No module is ever copied. (Outside vmap the inner
-gradient is taken by plain torch.autograd.grad, the same numbers, faster: functional.gradient.)
+term). No module is ever copied, and the model you pass in is used as it is.
 
 Two ways to use it:
 
@@ -35,13 +33,13 @@ Two ways to use it:
 the first for regression (sinusoids, tasks = the four tensors of a SinusoidBatch), the second an
 episodic classifier for train.fit and evaluate.few_shot.
 
-Batch norm is MAML's: batch statistics at test time too ("transductive"), see
-metalearn_course.gradient.functional; MAML converts the model's batch-norm layers to
-TaskBatchNorm, whose batched second derivatives are correct.
+Batch norm is MAML's: batch statistics at test time too ("transductive"), see TaskBatchNorm in
+metalearn_course.gradient.functional; conv4_classifier builds its network with it.
 
-On a CPU, train with the loop over tasks and one backward per task,
-``fit(MAML(..., batched=False), meta_batches(sampler, 16), steps, tasks_per_backward=1)``:
-the same meta-gradient with the memory of one task (benchmarks/maml_peers.py).
+This module runs a meta-batch's tasks one after the other: the algorithm as the paper writes
+it. For the book's runs, ``engine.fast(MAML(...))`` gives the same method faster (the first
+batch norm folded into its convolution, plain-autograd inner gradients, optionally vmap over
+the tasks); tests/test_engine.py checks the two agree in float64.
 """
 
 from __future__ import annotations
@@ -54,18 +52,18 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from metalearn_course.data.episodes import Episode
-from metalearn_course.gradient.folding import fold_batch_norm
 from metalearn_course.gradient.functional import (
+    GradientFn,
     InnerLR,
     LossFn,
     Params,
+    TaskBatchNorm,
     check_episode,
     check_functional,
     check_inner_loop,
-    gradient,
-    over_tasks,
+    inner_gradient,
+    loop_over_tasks,
     update_running_stats,
-    use_task_batch_norm,
 )
 
 
@@ -86,12 +84,14 @@ def adapt(
     inner_steps: int,
     inner_lr: InnerLR,
     first_order: bool = False,
+    gradient: GradientFn = inner_gradient,
 ) -> Params:
     """The inner loop on one task: φ_k from θ = `params` (a pure function; θ is not modified).
 
     params: the parameters to adapt, by name (dict(model.named_parameters()) for all of them);
         the model's other parameters take part in the forward pass unchanged.
     first_order: FOMAML; the result's gradient with respect to θ then has no Hessian term.
+    gradient: how the inner gradient is taken (torch.func.grad; the engine's is faster).
     """
     check_inner_loop(inner_steps, inner_lr)
     check_functional(model)
@@ -105,7 +105,7 @@ def adapt(
         # FOMAML: the gradient taken at a detached copy is a constant for the outer backward,
         # so the Hessian term vanishes, and its graph is never even built.
         at = {k: v.detach() for k, v in params.items()} if first_order else params
-        grads = gradient(support_loss, at, create_graph=not first_order)
+        grads = gradient(support_loss, at, not first_order)  # create_graph: second order
         params = {k: v - _rate(inner_lr, step, k) * grads[k] for k, v in params.items()}
     return params
 
@@ -127,7 +127,8 @@ def maml_loss(
 
     The four data tensors have a leading task dimension (e.g. a SinusoidBatch: [T, K, 1]).
     ``maml_loss(...).backward()`` puts the meta-gradient into the .grad of `params`.
-    batched: vmap over the tasks; False: a Python loop (the same numbers, slower).
+    batched: vmap over the tasks, the torch.func way to map a per-task function over a
+        batch (small networks without batch norm, e.g. the sinusoid MLP); False: a Python loop.
     """
     tasks = {t.shape[0] for t in (support_x, support_y, query_x, query_y)}
     if len(tasks) != 1:
@@ -153,22 +154,19 @@ class MAML(nn.Module):
     meta_batches) gives [B, N*Q, N], and `loss` averages the cross-entropy over its tasks, so
     train.fit and evaluate.few_shot work unchanged.
 
-    model: the network f_θ, e.g. conv4_classifier(way); its torch batch-norm layers are
-        replaced in place by TaskBatchNorm (same parameters), and a first conv → batch norm
-        pair with a small input patch runs as one convolution (gradient.folding: the same
-        function, faster).
+    model: the network f_θ, e.g. conv4_classifier(way), used as it is (not copied, not
+        converted); its batch norm must be TaskBatchNorm (see use_task_batch_norm), whose
+        `transductive` setting decides the evaluation protocol.
     inner_steps, inner_lr: k and α; inner_lr is one float, or one per step.
     first_order: FOMAML (drop the Hessian term).
     learn_inner_lr: meta-learn the per-step rates α_j as well (a per-step version of the
         learned rates of MAML++, Antoniou et al. 2018, arXiv:1810.09502).
     eval_inner_steps: steps in eval mode (default inner_steps): the paper trains Omniglot with
         one step and tests with three; steps beyond the trained rates reuse the last one.
-    transductive: batch norm with the batch's statistics in eval mode too (the paper);
-        False: running statistics in eval mode.
-    batched: run a meta-batch's tasks with vmap; False: a Python loop over them (the same
-        result to rounding). vmap is the fast path on a GPU; on a CPU the loop is faster
-        (one task's activations fit in the caches, a whole meta-batch's do not; and outside
-        vmap batch norm uses torch's fused kernel): see benchmarks/maml_peers.py.
+
+    Two attributes say how the work is done, and the engine (engine.fast) replaces them with
+    faster equivalents: `gradient` (the inner gradient, torch.func.grad) and `map_tasks` (how a
+    meta-batch's tasks are run: a Python loop).
     """
 
     def __init__(
@@ -180,8 +178,6 @@ class MAML(nn.Module):
         first_order: bool = False,
         learn_inner_lr: bool = False,
         eval_inner_steps: int | None = None,
-        transductive: bool = True,
-        batched: bool = True,
     ) -> None:
         super().__init__()
         eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
@@ -197,15 +193,22 @@ class MAML(nn.Module):
         reference = next(model.parameters(), None)
         if reference is None:
             raise ValueError("model has no parameters; MAML adapts a model's parameters")
-        # the first conv → batch norm pair runs as one convolution (same function, faster)
-        self.model = fold_batch_norm(use_task_batch_norm(model, transductive))
+        check_functional(model)
+        self.model = model
         rates = torch.tensor(rates, dtype=reference.dtype, device=reference.device)
         if learn_inner_lr:
             self.inner_lr = nn.Parameter(rates)
         else:
             self.register_buffer("inner_lr", rates)  # a buffer: moves with .to(), is saved
         self.inner_steps, self.eval_inner_steps = inner_steps, eval_inner_steps
-        self.first_order, self.transductive, self.batched = first_order, transductive, batched
+        self.first_order = first_order
+        self.gradient: GradientFn = inner_gradient
+        self.map_tasks = loop_over_tasks
+
+    @property
+    def transductive(self) -> bool:
+        """Batch statistics in eval mode too (False when a TaskBatchNorm keeps running ones)."""
+        return all(m.transductive for m in self.model.modules() if isinstance(m, TaskBatchNorm))
 
     def inner_rates(self, steps: int) -> InnerLR:
         """The inner learning rates of a `steps`-step adaptation."""
@@ -242,6 +245,7 @@ class MAML(nn.Module):
             steps,
             rates,
             self.first_order,
+            self.gradient,
         )
 
     def forward(self, episode: Episode) -> torch.Tensor:
@@ -253,7 +257,7 @@ class MAML(nn.Module):
             return functional_call(self.model, adapted, (query_x,)), adapted
 
         data = (episode.support_x, episode.support_y, episode.query_x)
-        logits, adapted = over_tasks(task, data, self.batched) if batched else task(*data)
+        logits, adapted = self.map_tasks(task, data) if batched else task(*data)
         if self.training and not self.transductive:
             update_running_stats(self.model, adapted, episode.query_x, batched)
         return logits

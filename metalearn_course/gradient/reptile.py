@@ -31,15 +31,16 @@ from torch.func import functional_call, vmap
 
 from metalearn_course.data.episodes import Episode
 from metalearn_course.gradient.functional import (
+    GradientFn,
     LossFn,
     Params,
+    TaskBatchNorm,
     check_episode,
     check_functional,
     check_inner_loop,
-    gradient,
-    over_tasks,
+    inner_gradient,
+    loop_over_tasks,
     update_running_stats,
-    use_task_batch_norm,
 )
 
 OPTIMIZERS = ("sgd", "adam")
@@ -57,6 +58,7 @@ def inner_train(
     inner_lr: float,
     optimizer: str = "sgd",
     inner_batch: int | None = None,
+    gradient: GradientFn = inner_gradient,
 ) -> Params:
     """φ̃: `inner_steps` steps of SGD or Adam (β1 = 0) on (x, y) from `params`.
 
@@ -64,6 +66,7 @@ def inner_train(
         x[j::n // b] with j = t mod (n // b), as the paper's minibatches (each example once per
         n // b steps); on a class-major support set with shots divisible by n // b every
         minibatch holds the same number of examples of each class. b must divide n = len(x).
+    gradient: how the inner gradient is taken (torch.func.grad; the engine's is faster).
     The result carries no gradient to `params`: Reptile is first order.
     """
     check_inner_loop(inner_steps, inner_lr)
@@ -85,7 +88,7 @@ def inner_train(
     params = {k: v.detach() for k, v in params.items()}
     second_moment = {k: torch.zeros_like(v) for k, v in params.items()}
     for t in range(1, inner_steps + 1):
-        grads = gradient(partial(loss, t=t - 1), params, create_graph=False)
+        grads = gradient(partial(loss, t=t - 1), params, False)
         if optimizer == "sgd":
             params = {k: v - inner_lr * grads[k] for k, v in params.items()}
             continue
@@ -155,6 +158,8 @@ class Reptile(nn.Module):
     The authors' Omniglot settings: inner Adam, lr 1e-3, 5 steps in training on minibatches of
     10 of 10 examples per class (inner_batch=10, a training sampler with shot=10), 50 at test
     time (eval_inner_steps), ε annealed from 1 to 0, transductive batch norm.
+    model: the network, used as it is; its batch norm must be TaskBatchNorm (conv4_classifier
+        builds it so; see use_task_batch_norm), whose `transductive` setting is the protocol.
     inner_batch, eval_inner_batch: minibatch sizes of the inner steps in training and in eval
         mode (see inner_train; the authors' 5-way 1-shot command evaluates with minibatches
         of 5); None: the whole support set at every step.
@@ -168,8 +173,6 @@ class Reptile(nn.Module):
         *,
         inner_optimizer: str = "adam",
         eval_inner_steps: int | None = None,
-        transductive: bool = True,
-        batched: bool = True,
         inner_batch: int | None = None,
         eval_inner_batch: int | None = None,
     ) -> None:
@@ -184,12 +187,20 @@ class Reptile(nn.Module):
         check_inner_loop(eval_inner_steps, inner_lr)
         if inner_optimizer not in OPTIMIZERS:
             raise ValueError(f"inner_optimizer={inner_optimizer!r}; use one of {OPTIMIZERS}")
-        self.model = use_task_batch_norm(model, transductive)
+        check_functional(model)
+        self.model = model
         self.inner_steps, self.eval_inner_steps = inner_steps, eval_inner_steps
         self.inner_lr, self.inner_optimizer = inner_lr, inner_optimizer
-        self.transductive, self.batched = transductive, batched
         self.inner_batch, self.eval_inner_batch = inner_batch, eval_inner_batch
         self._pending: tuple[torch.Tensor, Params] | None = None  # (output, θ - φ̄) for loss
+        # How the work is done; engine.fast replaces both with faster equivalents (as MAML's).
+        self.gradient: GradientFn = inner_gradient
+        self.map_tasks = loop_over_tasks
+
+    @property
+    def transductive(self) -> bool:
+        """Batch statistics in eval mode too (False when a TaskBatchNorm keeps running ones)."""
+        return all(m.transductive for m in self.model.modules() if isinstance(m, TaskBatchNorm))
 
     def forward(self, episode: Episode) -> torch.Tensor:
         batched = check_episode(episode)
@@ -208,11 +219,12 @@ class Reptile(nn.Module):
                 self.inner_lr,
                 self.inner_optimizer,
                 inner_batch,
+                self.gradient,
             )
             return functional_call(self.model, adapted, (query_x,)), adapted
 
         data = (episode.support_x, episode.support_y, episode.query_x)
-        logits, adapted = over_tasks(task, data, self.batched) if batched else task(*data)
+        logits, adapted = self.map_tasks(task, data) if batched else task(*data)
         if self.training:
             mean = {k: v.mean(0) for k, v in adapted.items()} if batched else adapted
             self._pending = (logits, {k: theta[k] - mean[k] for k in theta})

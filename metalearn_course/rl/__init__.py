@@ -29,7 +29,7 @@ from metalearn_course.rl.baselines import (
     finite_horizon_gittins,
     gittins_index,
 )
-from metalearn_course.rl.rl2 import RL2Agent, RL2Config, RL2History, RL2Policy, train_rl2
+from metalearn_course.rl.rl2 import PPOHistory, RL2Agent, RL2Config, RL2Policy, train_rl2
 
 __all__ = [
     "UCB1",
@@ -41,9 +41,9 @@ __all__ = [
     "Gittins",
     "Greedy",
     "OptimisticThompson",
+    "PPOHistory",
     "RL2Agent",
     "RL2Config",
-    "RL2History",
     "RL2Policy",
     "RandomAgent",
     "Thompson",

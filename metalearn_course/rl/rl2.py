@@ -172,7 +172,7 @@ class RL2Config:
 
 
 @dataclass
-class RL2History:
+class PPOHistory:
     """Per update: mean total reward of the batch's trials, the loss terms, elapsed seconds."""
 
     reward: list[float] = field(default_factory=list)
@@ -249,7 +249,7 @@ def train_rl2(
     state: str | Path | None = None,
     save_every: int = 10,
     resume: bool = False,
-) -> tuple[RL2Policy, RL2History]:
+) -> tuple[RL2Policy, PPOHistory]:
     """Train an RL2Policy with PPO + GAE on freshly sampled tasks at every update.
 
     state, save_every, resume: as train.fit's. With `state`, the whole training state (policy,
@@ -267,7 +267,7 @@ def train_rl2(
     task_rng = np.random.default_rng(config.seed)  # the tasks of every update
     generator = torch.Generator(device=device).manual_seed(config.seed)  # actions, minibatches
     scale = pulls_to_go(config.horizon, config.gamma, device)
-    history, done = RL2History(), 0
+    history, done = PPOHistory(), 0
     saved = run.load()
     if saved is not None:
         policy.load_state_dict(saved["state_dict"])
@@ -275,7 +275,7 @@ def train_rl2(
         schedule.load_state_dict(saved["schedule"])
         task_rng.bit_generator.state = saved["task_rng"]
         generator.set_state(saved["generator"].to("cpu"))
-        history, done = RL2History(**saved["history"]), saved["update"]
+        history, done = PPOHistory(**saved["history"]), saved["update"]
 
     def save_state(update: int) -> None:
         run.save(
