@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from metalearn_course.data import Episode, EpisodeSampler
+from metalearn_course.data import EpisodeBatch, EpisodeSampler
 from metalearn_course.device import pick_device
 from metalearn_course.engine import fast
 from metalearn_course.gradient import MAML, TaskBatchNorm, conv4_classifier
@@ -103,17 +103,17 @@ class Runner:
     `params`. channels_last: it wants its images in the channels-last layout."""
 
     name: str
-    step: Callable[[Episode], None]
+    step: Callable[[EpisodeBatch], None]
     params: dict[str, torch.Tensor]  # the meta-parameters, by their names in conv4_classifier
     channels_last: bool
     peer: bool = True
 
-    def meta_gradient(self, batch: Episode) -> dict[str, torch.Tensor]:
+    def meta_gradient(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
         self.step(in_layout(batch, self.channels_last))
         return {name: p.grad.detach().clone() for name, p in self.params.items()}
 
 
-def tasks_of(batch: Episode) -> Iterator[tuple[torch.Tensor, ...]]:
+def tasks_of(batch: EpisodeBatch) -> Iterator[tuple[torch.Tensor, ...]]:
     """(support_x, support_y, query_x, query_y) of each task of a meta-batch."""
     yield from zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y, strict=True)
 
@@ -136,7 +136,7 @@ def channels_last_images(x: torch.Tensor) -> torch.Tensor:
     return x.new_empty((*lead, h, w, c)).movedim(-1, -3).copy_(x)
 
 
-def in_layout(batch: Episode, channels_last: bool) -> Episode:
+def in_layout(batch: EpisodeBatch, channels_last: bool) -> EpisodeBatch:
     if not channels_last:
         return batch
     return replace(
@@ -146,7 +146,7 @@ def in_layout(batch: Episode, channels_last: bool) -> Episode:
     )
 
 
-def with_dtype(batch: Episode, dtype: torch.dtype) -> Episode:
+def with_dtype(batch: EpisodeBatch, dtype: torch.dtype) -> EpisodeBatch:
     return replace(batch, support_x=batch.support_x.to(dtype), query_x=batch.query_x.to(dtype))
 
 
@@ -166,12 +166,12 @@ def ours(
     if channels_last:
         model.to(memory_format=torch.channels_last)
 
-    def step(batch: Episode) -> None:
+    def step(batch: EpisodeBatch) -> None:
         model.zero_grad(set_to_none=True)
         accumulate_gradient(model, batch, model.loss, None if batched else 1)
 
     layout = f"{'vmap' if batched else 'loop'}{', channels-last' if channels_last else ''}"
-    name = f"{'ours' if engine else 'core, no engine'}, {layout}"
+    name = f"{'ours' if engine else 'core only'}, {layout}"
     return Runner(name, step, dict(model.model.named_parameters()), channels_last, peer=False)
 
 
@@ -208,7 +208,7 @@ def plain_loop(init: nn.Module, cfg: Config, channels_last: bool = False) -> Run
     params = {k: v.detach().clone().requires_grad_() for k, v in net.named_parameters()}
     weights = list(params.values())
 
-    def step(batch: Episode) -> None:
+    def step(batch: EpisodeBatch) -> None:
         clear_grads(params)
         for support_x, support_y, query_x, query_y in tasks_of(batch):
             inner = F.cross_entropy(conv4_forward(weights, support_x), support_y)
@@ -230,7 +230,7 @@ def higher_peer(init: nn.Module, cfg: Config, channels_last: bool = False) -> Ru
     params = dict(net.named_parameters())
     inner_opt = torch.optim.SGD(net.parameters(), lr=cfg.inner_lr)
 
-    def step(batch: Episode) -> None:
+    def step(batch: EpisodeBatch) -> None:
         clear_grads(params)
         for support_x, support_y, query_x, query_y in tasks_of(batch):
             # copy_initial_weights=False: the patched module starts from the real parameters,
@@ -253,7 +253,7 @@ def torchopt_peer(init: nn.Module, cfg: Config, channels_last: bool = False) -> 
     net_state = torchopt.extract_state_dict(net, by="reference", detach_buffers=True)
     opt_state = torchopt.extract_state_dict(inner_opt, by="reference")
 
-    def step(batch: Episode) -> None:
+    def step(batch: EpisodeBatch) -> None:
         clear_grads(params)
         for support_x, support_y, query_x, query_y in tasks_of(batch):
             inner_opt.step(F.cross_entropy(net(support_x), support_y))
@@ -272,7 +272,7 @@ def learn2learn_peer(init: nn.Module, cfg: Config, channels_last: bool = False) 
     params = dict(net.named_parameters())
     maml = l2l.algorithms.MAML(net, lr=cfg.inner_lr, first_order=False)
 
-    def step(batch: Episode) -> None:
+    def step(batch: EpisodeBatch) -> None:
         clear_grads(params)
         for support_x, support_y, query_x, query_y in tasks_of(batch):
             learner = maml.clone()
@@ -342,7 +342,7 @@ def _resident(field: str) -> int:
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def peak_memory(runner: Runner, batch: Episode, device: torch.device) -> float | None:
+def peak_memory(runner: Runner, batch: EpisodeBatch, device: torch.device) -> float | None:
     """Bytes one meta-iteration adds at its peak; None where that cannot be measured."""
     batch = in_layout(batch, runner.channels_last)
     gc.collect()
@@ -416,7 +416,7 @@ def max_relative_error(
 
 
 def exactness(
-    runners: list[Runner], init: nn.Module, cfg: Config, batch: Episode, same_layout: bool
+    runners: list[Runner], init: nn.Module, cfg: Config, batch: EpisodeBatch, same_layout: bool
 ) -> tuple[dict[str, float], dict[str, float], float]:
     """Relative meta-gradient errors of every method, in float32 on `batch` and in float64 on
     a tiny configuration, each against the plain loop in float64 on the same weights and data;

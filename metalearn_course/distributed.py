@@ -21,7 +21,6 @@ a 2-process gloo run against one process).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from metalearn_course.data.episodes import Episode
+from metalearn_course.data.episodes import EpisodeBatch
 from metalearn_course.device import pick_device
 
 
@@ -72,17 +71,16 @@ def launch(device: str | torch.device = "auto") -> Process:
     return Process(rank, world, device)
 
 
-def shard(batch: Episode, rank: int, world: int) -> Episode:
+def shard(batch: EpisodeBatch, rank: int, world: int) -> EpisodeBatch:
     """Process `rank`'s share of a meta-batch [B, ...]: tasks rank·B/world ... (rank+1)·B/world."""
-    tasks = batch.support_x.shape[0]
+    tasks = len(batch)
     if tasks % world:
         raise ValueError(
             f"a meta-batch of {tasks} tasks cannot be split evenly over {world} processes;"
             f" use a meta-batch that is a multiple of {world}"
         )
     share = tasks // world
-    fields = (getattr(batch, f.name) for f in dataclasses.fields(batch))
-    return Episode(*(t[rank * share : (rank + 1) * share] for t in fields))
+    return batch[rank * share : (rank + 1) * share]
 
 
 def wrap(method: nn.Module, process: Process) -> nn.Module:

@@ -15,7 +15,7 @@ How a method plugs in (the one convention):
     cross-entropy; RelationNet.loss is the MSE of its scores to one-hot labels; SiameseNet.loss
     is its balanced pair binary cross-entropy.
   * training accuracy is the argmax of `output` (nan if `output` is not [N*Q, N]).
-  * a sampler may also yield META-BATCHES of B episodes (stack_episodes, e.g.
+  * a sampler may also yield META-BATCHES, EpisodeBatch of B episodes (stack_episodes, e.g.
     metalearn_course.gradient.meta_batches) to a method that accepts them and defines `loss`;
     its output is then [B, N*Q, N], and the accuracy is over all B·N·Q queries.
 fit only calls the method, the loss, backward and the optimizer, so a gradient-based method
@@ -63,13 +63,13 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from tqdm import tqdm
 
 from metalearn_course.checkpoints import TrainingState, optimizer_settings, save_checkpoint
-from metalearn_course.data.episodes import Episode
+from metalearn_course.data.episodes import Episode, EpisodeBatch
 from metalearn_course.distributed import is_main, unwrap
 from metalearn_course.evaluate import episode_accuracy, few_shot
 from metalearn_course.nets import mode
 
 # loss_fn(output, episode) -> scalar tensor; the signature of a method's `loss` as well.
-LossFn = Callable[[torch.Tensor, Episode], torch.Tensor]
+LossFn = Callable[[torch.Tensor, Episode | EpisodeBatch], torch.Tensor]
 
 
 @dataclass
@@ -215,7 +215,7 @@ def fit(
 
 def accumulate_gradient(
     method: nn.Module,
-    episode: Episode,
+    episode: Episode | EpisodeBatch,
     loss_fn: LossFn,
     tasks_per_backward: int | None = None,
 ) -> tuple[torch.Tensor, float]:
@@ -231,18 +231,15 @@ def accumulate_gradient(
     """
     if episode.query_y.numel() == 0:
         raise ValueError("the sampler's episodes have no queries; use queries >= 1")
-    groups = [(0, None)]
-    if tasks_per_backward is not None and episode.support_y.ndim == 2:  # a meta-batch
-        tasks = episode.support_y.shape[0]
-        groups = [
-            (i, min(i + tasks_per_backward, tasks)) for i in range(0, tasks, tasks_per_backward)
-        ]
+    parts = [episode]
+    if tasks_per_backward is not None and isinstance(episode, EpisodeBatch):
+        starts = range(0, len(episode), tasks_per_backward)
+        parts = [episode[i : i + tasks_per_backward] for i in starts]  # the batch's own slicing
     outputs, total = [], 0.0
-    for number, (start, stop) in enumerate(groups):
-        part = episode if stop is None else tasks_of(episode, start, stop)
-        weight = 1.0 if stop is None else (stop - start) / episode.support_y.shape[0]
+    for number, part in enumerate(parts):
+        weight = 1.0 if part is episode else len(part) / len(episode)
         # Under DDP, the processes average their gradients after the last group only.
-        last = number == len(groups) - 1
+        last = number == len(parts) - 1
         sync = (
             method.no_sync() if isinstance(method, DDP) and not last else contextlib.nullcontext()
         )
@@ -263,11 +260,6 @@ def accumulate_gradient(
         outputs.append(output.detach())
         total += value * weight
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), total
-
-
-def tasks_of(episode: Episode, start: int, stop: int) -> Episode:
-    """Tasks start..stop-1 of a meta-batch (tensors with a leading task dimension)."""
-    return Episode(*(getattr(episode, f.name)[start:stop] for f in dataclasses.fields(Episode)))
 
 
 class TrainingLog:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from metalearn_course.data.episodes import Episode
+from metalearn_course.data.episodes import EpisodeBatch
 from metalearn_course.gradient import BodyHead, conv4_classifier
 
 WAY = 3  # classes per task of random_tasks and tiny_classifier
@@ -31,7 +31,7 @@ def tiny_classifier(seed: int = 0, transductive: bool = True) -> BodyHead:
     return model.double()
 
 
-def random_tasks(tasks: int = 3, shot: int = 2, queries: int = 3, seed: int = 0) -> Episode:
+def random_tasks(tasks: int = 3, shot: int = 2, queries: int = 3, seed: int = 0) -> EpisodeBatch:
     """A float64 meta-batch of WAY-way random-image tasks (random images: generic gradients),
     class-major like EpisodeSampler's, for tiny_classifier."""
     generator = torch.Generator().manual_seed(seed)
@@ -43,4 +43,4 @@ def random_tasks(tasks: int = 3, shot: int = 2, queries: int = 3, seed: int = 0)
         return torch.arange(WAY).repeat_interleave(n).repeat(tasks, 1)
 
     classes = torch.arange(WAY).repeat(tasks, 1)
-    return Episode(images(shot), labels(shot), images(queries), labels(queries), classes)
+    return EpisodeBatch(images(shot), labels(shot), images(queries), labels(queries), classes)

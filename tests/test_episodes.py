@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from metalearn_course.data.episodes import Episode, EpisodeSampler, stack_episodes
+from metalearn_course.data.episodes import Episode, EpisodeBatch, EpisodeSampler, stack_episodes
 
 
 def coded_images(n_classes: int = 30, n_per_class: int = 20, size: int = 6) -> torch.Tensor:
@@ -142,12 +142,55 @@ def test_stack_episodes_and_to():
     assert batch.query_y.shape == (4, 15) and batch.classes.shape == (4, 5)
     assert (batch.way, batch.shot, batch.queries) == (5, 1, 3)
     moved = batch.to("meta")  # a device every machine has: no GPU needed
-    assert isinstance(moved, Episode)
+    assert isinstance(moved, EpisodeBatch)
     tensors = (moved.support_x, moved.support_y, moved.query_x, moved.query_y, moved.classes)
     assert all(t.device.type == "meta" for t in tensors)
     assert same(batch.to("cpu"), batch)
     with pytest.raises(ValueError, match="episodes"):
         stack_episodes([])
+
+
+def test_an_episode_batch_indexes_slices_and_iterates():
+    """EpisodeBatch is the one way a meta-batch is indexed and sliced (the trainer's task
+    groups and DDP's shards use it): episode i, a slice of episodes, the episodes in order."""
+    sampler = EpisodeSampler(coded_images(), way=5, shot=2, queries=3, seed=1)
+    singles = list(EpisodeSampler(coded_images(), way=5, shot=2, queries=3, seed=1).take(6))
+    batch = sampler.sample_batch(6)
+    assert len(batch) == 6
+    assert isinstance(batch[2], Episode) and same(batch[2], singles[2])
+    assert same(batch[-1], singles[5])
+    part = batch[1:4]
+    assert isinstance(part, EpisodeBatch) and len(part) == 3
+    assert same(part, stack_episodes(singles[1:4]))
+    assert part.support_x.data_ptr() == batch.support_x[1].data_ptr()  # a view, no copy
+    assert all(same(a, b) for a, b in zip(batch, singles, strict=True))
+    batch.validate_tasks()  # six valid episodes
+
+
+def test_a_batch_is_not_one_episode_and_its_episodes_are_checked():
+    """A method that takes one Episode and is given a whole batch says so; a batch whose
+    fields disagree on the number of episodes, or holds a bad episode, is named."""
+    from metalearn_course.metric import ProtoNet
+    from metalearn_course.nets import Conv4
+
+    batch = EpisodeSampler(coded_images(), way=5, shot=1, queries=2).sample_batch(3)
+    sx, sy, qx, qy, c = (
+        batch.support_x,
+        batch.support_y,
+        batch.query_x,
+        batch.query_y,
+        batch.classes,
+    )
+    with pytest.raises(ValueError, match=r"EpisodeBatch of 3 episodes .* one Episode"):
+        ProtoNet(Conv4(hidden=4, blocks=1))(batch)
+    with pytest.raises(ValueError, match="same leading number of episodes"):
+        EpisodeBatch(sx, sy[:2], qx, qy, c).validate_tasks()
+    bad = qy.clone()
+    bad[1, 0] = 7
+    with pytest.raises(ValueError, match="labels outside"):
+        EpisodeBatch(sx, sy, qx, bad, c).validate_tasks()
+    with pytest.raises(ValueError, match="stack_episodes"):  # stacked tensors in an Episode
+        Episode(sx, sy, qx, qy, c).validate()
 
 
 def test_episodes_do_not_share_memory():

@@ -20,7 +20,7 @@ from helpers import tiny_classifier as tiny
 from torch import nn
 from torch.func import functional_call
 
-from metalearn_course.data.episodes import Episode, EpisodeSampler
+from metalearn_course.data.episodes import Episode, EpisodeBatch, EpisodeSampler
 from metalearn_course.data.sinusoid import SinusoidTasks
 from metalearn_course.evaluate import few_shot
 from metalearn_course.gradient import (
@@ -533,9 +533,11 @@ def test_bad_arguments():
         method(Episode(sx, sy, task.query_x[..., :4], task.query_y, task.classes))
     with pytest.raises(ValueError, match="support_x has 6 rows but support_y has 5"):
         method(Episode(sx, sy[:5], task.query_x, task.query_y, task.classes))
-    with pytest.raises(ValueError, match="leading dimensions"):
-        method(Episode(e.support_x, e.support_y[:2], e.query_x, e.query_y[:2], e.classes))
+    with pytest.raises(ValueError, match="same leading number of episodes"):
+        method(EpisodeBatch(e.support_x, e.support_y[:2], e.query_x, e.query_y[:2], e.classes))
+    with pytest.raises(ValueError, match="stack_episodes"):  # stacked tensors in an Episode
+        method(Episode(e.support_x, e.support_y, e.query_x, e.query_y, e.classes))
     with pytest.raises(ValueError, match="labels outside"):
         bad = e.query_y.clone()
         bad[1, 0] = WAY
-        method(Episode(e.support_x, e.support_y, e.query_x, bad, e.classes))
+        method(EpisodeBatch(e.support_x, e.support_y, e.query_x, bad, e.classes))

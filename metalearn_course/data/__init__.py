@@ -2,12 +2,13 @@
 the samplers turn a dataset into tasks (few-shot episodes, sinusoid regression problems)."""
 
 from .download import data_dir
-from .episodes import Episode, EpisodeSampler, stack_episodes
+from .episodes import Episode, EpisodeBatch, EpisodeSampler, stack_episodes
 from .omniglot import OmniglotNotAvailable, OmniglotSplit, OmniglotVerificationError, load_omniglot
 from .sinusoid import SinusoidBatch, SinusoidTasks, sinusoid
 
 __all__ = [
     "Episode",
+    "EpisodeBatch",
     "EpisodeSampler",
     "OmniglotNotAvailable",
     "OmniglotSplit",

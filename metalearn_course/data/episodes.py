@@ -30,7 +30,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ _GATHER_BYTES = 4 * 2**20
 
 @dataclass(eq=False)  # eq=False: `==` on tensors is elementwise, so a generated __eq__ would lie
 class Episode:
-    """One N-way K-shot task. Tensors may carry a leading batch dimension (see stack_episodes)."""
+    """One N-way K-shot task (several of them stacked are an EpisodeBatch)."""
 
     support_x: torch.Tensor  # [N*K, C, H, W] float32 in [0, 1] (or features [N*K, D])
     support_y: torch.Tensor  # [N*K] int64 in 0..N-1, class-major
@@ -93,7 +93,8 @@ class Episode:
                 raise ValueError(
                     f"{name} has shape {tuple(x.shape)}; expected images"
                     " [n, channels, height, width] (or features [n, dim]) of one episode"
-                    " (for a batch from sample_batch, call the method per episode)"
+                    " (episodes stacked along a new first dimension: use stack_episodes,"
+                    " which makes an EpisodeBatch)"
                 )
         for name, y in (("support_y", sy), ("query_y", qy), ("classes", self.classes)):
             if y.ndim != 1:
@@ -131,11 +132,85 @@ def check_labels(labels: torch.Tensor, way: int, name: str, every_class: bool = 
             )
 
 
-def stack_episodes(episodes: list[Episode]) -> Episode:
-    """Stack episodes of the same shape into one batched Episode (new leading dimension)."""
+@dataclass(eq=False)
+class EpisodeBatch:
+    """A meta-batch: B episodes of the same shape, each field stacked along a new first
+    dimension (stack_episodes, EpisodeSampler.sample_batch).
+
+    len(batch) is B; batch[i] is episode i, batch[i:j] the batch of episodes i..j-1 (the one
+    place a meta-batch is sliced: the trainer's task groups and DDP's shards use it);
+    iterating gives the episodes one by one.
+    """
+
+    support_x: torch.Tensor  # [B, N*K, C, H, W]
+    support_y: torch.Tensor  # [B, N*K]
+    query_x: torch.Tensor  # [B, N*Q, C, H, W]
+    query_y: torch.Tensor  # [B, N*Q]
+    classes: torch.Tensor  # [B, N]
+
+    def _fields(self) -> tuple[torch.Tensor, ...]:
+        return (self.support_x, self.support_y, self.query_x, self.query_y, self.classes)
+
+    @property
+    def way(self) -> int:
+        return self.classes.shape[-1]
+
+    @property
+    def shot(self) -> int:
+        return self.support_y.shape[-1] // self.way
+
+    @property
+    def queries(self) -> int:
+        return self.query_y.shape[-1] // self.way
+
+    def __len__(self) -> int:
+        return self.support_y.shape[0]
+
+    @overload
+    def __getitem__(self, index: int) -> Episode: ...
+    @overload
+    def __getitem__(self, index: slice) -> EpisodeBatch: ...
+    def __getitem__(self, index: int | slice) -> Episode | EpisodeBatch:
+        """Episode `index`, or the EpisodeBatch of the episodes in a slice (views, no copies)."""
+        if isinstance(index, slice):
+            return EpisodeBatch(*(t[index] for t in self._fields()))
+        return Episode(*(t[index] for t in self._fields()))
+
+    def __iter__(self) -> Iterator[Episode]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> EpisodeBatch:
+        """A copy of the batch with every tensor on `device`."""
+        return EpisodeBatch(*(t.to(device, non_blocking=non_blocking) for t in self._fields()))
+
+    def validate(self) -> None:
+        """Raise ValueError: a method that takes one Episode (and calls episode.validate())
+        was given a whole meta-batch. Methods that take meta-batches call validate_tasks."""
+        raise ValueError(
+            f"an EpisodeBatch of {len(self)} episodes was given where one Episode is expected;"
+            " pass one episode (batch[i]) or call the method per episode (for e in batch)"
+        )
+
+    def validate_tasks(self) -> None:
+        """Raise ValueError unless every field has the same number of episodes and each
+        episode is valid (Episode.validate)."""
+        sizes = {t.shape[0] if t.ndim else None for t in self._fields()}
+        if len(sizes) != 1 or self.support_y.ndim != 2:
+            shapes = ", ".join(str(tuple(t.shape)) for t in self._fields())
+            raise ValueError(
+                f"an EpisodeBatch's fields have shapes {shapes}; every field needs the same"
+                " leading number of episodes (build the batch with stack_episodes)"
+            )
+        for episode in self:
+            episode.validate()
+
+
+def stack_episodes(episodes: list[Episode]) -> EpisodeBatch:
+    """Stack episodes of the same shape into one EpisodeBatch (new leading dimension)."""
     if len(episodes) == 0:
         raise ValueError("episodes is empty; pass at least one Episode to stack")
-    return Episode(
+    return EpisodeBatch(
         torch.stack([e.support_x for e in episodes]),
         torch.stack([e.support_y for e in episodes]),
         torch.stack([e.query_x for e in episodes]),
@@ -224,8 +299,8 @@ class EpisodeSampler:
         """The next episode of the stream."""
         return next(self._stream)
 
-    def sample_batch(self, n: int) -> Episode:
-        """The next `n` episodes, stacked: tensors get a leading dimension of size n."""
+    def sample_batch(self, n: int) -> EpisodeBatch:
+        """The next `n` episodes, stacked into an EpisodeBatch (a leading dimension of size n)."""
         if n < 1:
             raise ValueError(f"n={n}; sample_batch needs n >= 1")
         return stack_episodes(list(self.take(n)))

@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call, grad
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from metalearn_course.data.episodes import Episode, EpisodeSampler
+from metalearn_course.data.episodes import EpisodeBatch, EpisodeSampler
 from metalearn_course.distributed import shard
 from metalearn_course.nets import Conv4
 
@@ -240,25 +240,6 @@ def conv4_classifier(
     return use_task_batch_norm(net, transductive)  # our own new network: nobody else's
 
 
-def check_episode(episode: Episode) -> bool:
-    """Validate a single episode or a meta-batch (tensors with a leading task dimension, from
-    stack_episodes / EpisodeSampler.sample_batch); return True for a meta-batch."""
-    if episode.support_y.ndim != 2:
-        episode.validate()
-        return False
-    fields = (episode.support_x, episode.support_y, episode.query_x, episode.query_y)
-    fields += (episode.classes,)
-    tasks = {t.shape[0] for t in fields}
-    if len(tasks) != 1:
-        raise ValueError(
-            f"a batched episode's tensors have leading dimensions {sorted(tasks)}; every tensor"
-            " needs the same number of tasks (build the batch with stack_episodes)"
-        )
-    for task in zip(*(t.unbind(0) for t in fields), strict=True):
-        Episode(*task).validate()
-    return True
-
-
 class MetaBatches:
     """An endless stream of meta-batches of `tasks` episodes each from `sampler`, for train.fit:
     ``fit(MAML(model), meta_batches(sampler, 16), steps)``.
@@ -282,10 +263,10 @@ class MetaBatches:
             )
         self.sampler, self.tasks, self.rank, self.world = sampler, tasks, rank, world
 
-    def __iter__(self) -> Iterator[Episode]:
+    def __iter__(self) -> Iterator[EpisodeBatch]:
         return self
 
-    def __next__(self) -> Episode:
+    def __next__(self) -> EpisodeBatch:
         batch = self.sampler.sample_batch(self.tasks)
         return shard(batch, self.rank, self.world) if self.world > 1 else batch
 

@@ -51,14 +51,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from metalearn_course.data.episodes import Episode
+from metalearn_course.data.episodes import Episode, EpisodeBatch
 from metalearn_course.gradient.functional import (
     GradientFn,
     InnerLR,
     LossFn,
     Params,
     TaskBatchNorm,
-    check_episode,
     check_functional,
     check_inner_loop,
     inner_gradient,
@@ -248,8 +247,12 @@ class MAML(nn.Module):
             self.gradient,
         )
 
-    def forward(self, episode: Episode) -> torch.Tensor:
-        batched = check_episode(episode)
+    def forward(self, episode: Episode | EpisodeBatch) -> torch.Tensor:
+        batched = isinstance(episode, EpisodeBatch)  # a meta-batch: every task adapts on its own
+        if batched:
+            episode.validate_tasks()
+        else:
+            episode.validate()
         params = dict(self.model.named_parameters())
 
         def task(support_x, support_y, query_x):
@@ -262,7 +265,7 @@ class MAML(nn.Module):
             update_running_stats(self.model, adapted, episode.query_x, batched)
         return logits
 
-    def loss(self, output: torch.Tensor, episode: Episode) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, episode: Episode | EpisodeBatch) -> torch.Tensor:
         """Query cross-entropy, averaged over all queries of all tasks (equal-sized tasks: the
         mean over tasks of each task's mean)."""
         return F.cross_entropy(output.reshape(-1, output.shape[-1]), episode.query_y.reshape(-1))

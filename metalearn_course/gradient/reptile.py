@@ -29,13 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from metalearn_course.data.episodes import Episode
+from metalearn_course.data.episodes import Episode, EpisodeBatch
 from metalearn_course.gradient.functional import (
     GradientFn,
     LossFn,
     Params,
     TaskBatchNorm,
-    check_episode,
     check_functional,
     check_inner_loop,
     inner_gradient,
@@ -202,8 +201,12 @@ class Reptile(nn.Module):
         """Batch statistics in eval mode too (False when a TaskBatchNorm keeps running ones)."""
         return all(m.transductive for m in self.model.modules() if isinstance(m, TaskBatchNorm))
 
-    def forward(self, episode: Episode) -> torch.Tensor:
-        batched = check_episode(episode)
+    def forward(self, episode: Episode | EpisodeBatch) -> torch.Tensor:
+        batched = isinstance(episode, EpisodeBatch)  # a meta-batch: every task adapts on its own
+        if batched:
+            episode.validate_tasks()
+        else:
+            episode.validate()
         steps = self.inner_steps if self.training else self.eval_inner_steps
         inner_batch = self.inner_batch if self.training else self.eval_inner_batch
         theta = {k: v.detach() for k, v in self.model.named_parameters()}
@@ -232,7 +235,7 @@ class Reptile(nn.Module):
                 update_running_stats(self.model, adapted, episode.query_x, batched)
         return logits
 
-    def loss(self, output: torch.Tensor, episode: Episode) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, episode: Episode | EpisodeBatch) -> torch.Tensor:
         """Query cross-entropy; after a training forward, with the gradient θ - φ̄ attached."""
         query_loss = F.cross_entropy(
             output.reshape(-1, output.shape[-1]), episode.query_y.reshape(-1)

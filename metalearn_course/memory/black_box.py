@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn_course.data.episodes import Episode, EpisodeSampler, check_labels
+from metalearn_course.data.episodes import EpisodeBatch, EpisodeSampler, check_labels
 from metalearn_course.evaluate import Accuracy, evaluate_stream, mean_ci95
 
 PRESENTATIONS = (1, 2, 3, 5, 10)  # the chapter's curve: 1st, 2nd, 3rd, 5th, 10th presentation
@@ -124,19 +124,19 @@ def instance_numbers(labels: torch.Tensor, way: int) -> torch.Tensor:
     return (one_hot.cumsum(dim=1) * one_hot).sum(dim=-1)
 
 
-def make_sequences(episode: Episode, order: torch.Tensor) -> SequenceBatch:
+def make_sequences(episode: EpisodeBatch, order: torch.Tensor) -> SequenceBatch:
     """Turn B stacked episodes (support sets only) into sequences, step order given by `order`.
 
-    episode: a batched Episode, e.g. EpisodeSampler(images, way, shot=K, queries=0).sample_batch(B):
+    episode: an EpisodeBatch, e.g. EpisodeSampler(images, way, shot=K, queries=0).sample_batch(B):
         support_x [B, N*K, ...], support_y [B, N*K], classes [B, N]. Its query set is ignored.
     order: [B, N*K] int64, a permutation of 0..N*K-1 per episode: step t shows support image
         order[b, t].
     """
     sx, sy = episode.support_x, episode.support_y
-    if sy.ndim != 2:
+    if not isinstance(episode, EpisodeBatch):
         raise ValueError(
-            f"episode.support_y has shape {tuple(sy.shape)}; expected a batched episode"
-            " [batch, way*shot] (EpisodeSampler.sample_batch, or stack_episodes)"
+            f"episode is a {type(episode).__name__}; expected an EpisodeBatch of B episodes"
+            " (EpisodeSampler.sample_batch, or stack_episodes)"
         )
     if order.shape != sy.shape:
         raise ValueError(
