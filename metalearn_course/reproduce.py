@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from metalearn_course import __version__, distributed
+from metalearn_course.checkpoints import save_checkpoint
 from metalearn_course.data import EpisodeSampler, load_omniglot
 from metalearn_course.engine import fast
 from metalearn_course.evaluate import Accuracy, few_shot_accuracies, mean_ci95
@@ -74,8 +75,9 @@ from metalearn_course.recipes import (
     recipe_for,
 )
 from metalearn_course.rl import BanditTasks, RL2Agent, play, train_rl2
+from metalearn_course.schedules import linear_decay, step_decay, warmup_cosine
 from metalearn_course.seeding import seed_everything
-from metalearn_course.train import fit, linear_decay, save_checkpoint, step_decay, warmup_cosine
+from metalearn_course.train import fit
 
 FewShotBudget = MetricBudget | MAMLBudget | ReptileBudget
 

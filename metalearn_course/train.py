@@ -67,6 +67,21 @@ from metalearn_course.data.episodes import Episode, EpisodeBatch
 from metalearn_course.distributed import is_main, unwrap
 from metalearn_course.evaluate import episode_accuracy, few_shot
 from metalearn_course.nets import mode
+from metalearn_course.schedules import linear_decay, step_decay, warmup_cosine
+
+# The learning-rate schedules fit takes (defined in metalearn_course.schedules, below the methods,
+# so that RL² uses the same ones); importable from here next to fit.
+__all__ = [
+    "FitHistory",
+    "LossFn",
+    "TrainingLog",
+    "Validation",
+    "accumulate_gradient",
+    "fit",
+    "linear_decay",
+    "step_decay",
+    "warmup_cosine",
+]
 
 # loss_fn(output, episode) -> scalar tensor; the signature of a method's `loss` as well.
 LossFn = Callable[[torch.Tensor, Episode | EpisodeBatch], torch.Tensor]
@@ -83,43 +98,6 @@ class FitHistory:
     val_accuracy: list[float] = field(default_factory=list)
     best_step: int | None = None  # step of the best validation accuracy (None: no validation)
     best_val: float | None = None
-
-
-def warmup_cosine(steps: int) -> Callable[[int], float]:
-    """The course's learning-rate schedule for `fit(lr_schedule=...)`: a linear warm-up over the
-    first 5% of `steps`, then a cosine decay to 0 (Loshchilov & Hutter 2017, arXiv:1608.03983),
-
-        factor(t) = min(1, (t + 1) / w) · ½ (1 + cos(π t / steps)),   w = max(1, steps // 20).
-    """
-    if steps < 1:
-        raise ValueError(f"steps={steps}; the schedule needs at least 1 step")
-    warmup = max(1, steps // 20)
-
-    def factor(step: int) -> float:
-        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
-
-    return factor
-
-
-def step_decay(every: int, factor: float = 0.5) -> Callable[[int], float]:
-    """The papers' step decay for `fit(lr_schedule=...)`: the rate times `factor` every `every`
-    steps (Snell et al. 2017 halve Adam's rate every 2000 episodes: ``step_decay(2000)``),
-
-        factor(t) = factor ** (t // every).
-    """
-    if every < 1:
-        raise ValueError(f"every={every}; decay every 1 step or more")
-    if not 0 < factor <= 1:
-        raise ValueError(f"factor={factor}; use a factor in (0, 1]")
-    return lambda step: factor ** (step // every)
-
-
-def linear_decay(steps: int) -> Callable[[int], float]:
-    """A linear decay from the full rate at step 0 to 0 after `steps` steps (Reptile's ε,
-    Nichol et al. 2018): factor(t) = 1 - t / steps."""
-    if steps < 1:
-        raise ValueError(f"steps={steps}; the schedule needs at least 1 step")
-    return lambda step: 1 - step / steps
 
 
 def fit(

@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from metalearn_course.checkpoints import TrainingState
 from metalearn_course.rl.bandits import BanditTasks, BatchedBandits, check_bandit
+from metalearn_course.schedules import linear_decay
 
 TRAIN_SEEDS_FROM = 2**40  # training tasks use seeds >= this; keep evaluation seeds below it
 
@@ -263,7 +264,8 @@ def train_rl2(
     policy = RL2Policy(config.arms, config.hidden, seed=config.seed).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     steps = config.updates * config.epochs * config.minibatches
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(steps))
+    entropy_decay = linear_decay(config.updates)  # the entropy bonus decays to 0 too
     task_rng = np.random.default_rng(config.seed)  # the tasks of every update
     generator = torch.Generator(device=device).manual_seed(config.seed)  # actions, minibatches
     scale = pulls_to_go(config.horizon, config.gamma, device)
@@ -298,7 +300,7 @@ def train_rl2(
         advantages = gae(signal, values, config.gamma, config.gae_lambda)
         targets = (advantages + values) / scale  # R_t / m_t: the critic's target
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        entropy_coef = config.entropy * (1 - update / config.updates)
+        entropy_coef = config.entropy * entropy_decay(update)
         for _ in range(config.epochs):
             order = torch.randperm(config.tasks_per_update, generator=generator, device=device)
             for rows in order.chunk(config.minibatches):
