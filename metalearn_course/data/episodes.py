@@ -45,15 +45,13 @@ _INDEX_BLOCK = 256
 _GATHER_BYTES = 4 * 2**20
 
 
-@dataclass(eq=False)  # eq=False: `==` on tensors is elementwise, so a generated __eq__ would lie
-class Episode:
-    """One N-way K-shot task (several of them stacked are an EpisodeBatch)."""
+class EpisodeShape:
+    """way, shot and queries (N, K, Q) of an Episode, or of every episode of an EpisodeBatch,
+    from the shapes of its labels (class-major: K support and Q query images per class)."""
 
-    support_x: torch.Tensor  # [N*K, C, H, W] float32 in [0, 1] (or features [N*K, D])
-    support_y: torch.Tensor  # [N*K] int64 in 0..N-1, class-major
-    query_x: torch.Tensor  # [N*Q, C, H, W]
-    query_y: torch.Tensor  # [N*Q]
-    classes: torch.Tensor  # [N] int64: label i <-> class index classes[i] in the sampler's list
+    classes: torch.Tensor
+    support_y: torch.Tensor
+    query_y: torch.Tensor
 
     @property
     def way(self) -> int:
@@ -66,6 +64,17 @@ class Episode:
     @property
     def queries(self) -> int:
         return self.query_y.shape[-1] // self.way
+
+
+@dataclass(eq=False)  # eq=False: `==` on tensors is elementwise, so a generated __eq__ would lie
+class Episode(EpisodeShape):
+    """One N-way K-shot task (several of them stacked are an EpisodeBatch)."""
+
+    support_x: torch.Tensor  # [N*K, C, H, W] float32 in [0, 1] (or features [N*K, D])
+    support_y: torch.Tensor  # [N*K] int64 in 0..N-1, class-major
+    query_x: torch.Tensor  # [N*Q, C, H, W]
+    query_y: torch.Tensor  # [N*Q]
+    classes: torch.Tensor  # [N] int64: label i <-> class index classes[i] in the sampler's list
 
     def to(self, device: str | torch.device, non_blocking: bool = False) -> Episode:
         """A copy of the episode with every tensor on `device`."""
@@ -113,6 +122,11 @@ class Episode:
         check_labels(sy, self.way, "support_y", every_class=True)
         check_labels(qy, self.way, "query_y")
 
+    def validate_tasks(self) -> None:
+        """validate(): what a method that takes one episode or an EpisodeBatch calls (the
+        batch's validate_tasks checks each of its episodes)."""
+        self.validate()
+
 
 def check_labels(labels: torch.Tensor, way: int, name: str, every_class: bool = False) -> None:
     """Raise ValueError unless `labels` are int64 in 0..way-1 (and, if asked, cover all classes)."""
@@ -133,7 +147,7 @@ def check_labels(labels: torch.Tensor, way: int, name: str, every_class: bool = 
 
 
 @dataclass(eq=False)
-class EpisodeBatch:
+class EpisodeBatch(EpisodeShape):
     """A meta-batch: B episodes of the same shape, each field stacked along a new first
     dimension (stack_episodes, EpisodeSampler.sample_batch).
 
@@ -150,18 +164,6 @@ class EpisodeBatch:
 
     def _fields(self) -> tuple[torch.Tensor, ...]:
         return (self.support_x, self.support_y, self.query_x, self.query_y, self.classes)
-
-    @property
-    def way(self) -> int:
-        return self.classes.shape[-1]
-
-    @property
-    def shot(self) -> int:
-        return self.support_y.shape[-1] // self.way
-
-    @property
-    def queries(self) -> int:
-        return self.query_y.shape[-1] // self.way
 
     def __len__(self) -> int:
         return self.support_y.shape[0]

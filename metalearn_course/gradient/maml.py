@@ -248,11 +248,8 @@ class MAML(nn.Module):
         )
 
     def forward(self, episode: Episode | EpisodeBatch) -> torch.Tensor:
+        episode.validate_tasks()
         batched = isinstance(episode, EpisodeBatch)  # a meta-batch: every task adapts on its own
-        if batched:
-            episode.validate_tasks()
-        else:
-            episode.validate()
         params = dict(self.model.named_parameters())
 
         def task(support_x, support_y, query_x):

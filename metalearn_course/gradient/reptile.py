@@ -202,11 +202,8 @@ class Reptile(nn.Module):
         return all(m.transductive for m in self.model.modules() if isinstance(m, TaskBatchNorm))
 
     def forward(self, episode: Episode | EpisodeBatch) -> torch.Tensor:
+        episode.validate_tasks()
         batched = isinstance(episode, EpisodeBatch)  # a meta-batch: every task adapts on its own
-        if batched:
-            episode.validate_tasks()
-        else:
-            episode.validate()
         steps = self.inner_steps if self.training else self.eval_inner_steps
         inner_batch = self.inner_batch if self.training else self.eval_inner_batch
         theta = {k: v.detach() for k, v in self.model.named_parameters()}
