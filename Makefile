@@ -49,7 +49,7 @@ lint: setup
 # threads sleep at a barrier instead of spinning while the other notebook computes.
 # METALEARN_STRICT=1: a notebook's "your run vs the book" table raises on a claim that fails.
 test: lint data book
-	METALEARN_STRICT=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest book lessons tests -n 2 --dist loadfile --no-loadscope-reorder \
+	METALEARN_STRICT=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest book lessons tests -n 2 --dist loadfile \
 	    --nbval --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900 \
 	    -p no:cacheprovider -o addopts="" --durations=15 -ra
