@@ -87,9 +87,7 @@ class VmapTaskBatchNorm(TaskBatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.transductive or self.training) and _inside_vmap():
-            # correction=0: the biased variance, the one batch norm divides by
-            var, mean = torch.var_mean(x, [0, *range(2, x.ndim)], correction=0)
-            return self.normalize(x, mean, var)
+            return self.normalize(x, *self.batch_statistics(x))
         return super().forward(x)  # recording happens outside every transform
 
 

@@ -115,10 +115,14 @@ class TaskBatchNorm(nn.Module):
             return self.normalize(x, self.running_mean, self.running_var)
         if not self.recording:  # torch's fused kernel: right derivatives of every order
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        # correction=0: the biased variance, the one batch norm divides by
-        var, mean = torch.var_mean(x, [0, *range(2, x.ndim)], correction=0)
+        mean, var = self.batch_statistics(x)
         self._record(mean, var, x.numel() // x.shape[1])
         return self.normalize(x, mean, var)
+
+    def batch_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and biased variance (the one batch norm divides by) per channel of `x`."""
+        var, mean = torch.var_mean(x, [0, *range(2, x.ndim)], correction=0)
+        return mean, var
 
     def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """γ (x - mean) / sqrt(var + ε) + β with plain tensor operations."""
