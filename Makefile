@@ -24,12 +24,15 @@ setup:
 data: setup
 	$(VENV)/bin/metalearn-course data
 
-# The published book, from the notebooks' stored outputs, offline, warnings are errors.
+# The published book, from the notebooks' stored outputs, offline, warnings are errors; then
+# the notebooks' Colab editions (MyST as plain Markdown) under colab/, published with it.
 book: setup
 	@mkdir -p book/_vendor/mathjax/output/chtml
 	@cp node_modules/mathjax/es5/tex-chtml.js book/_vendor/mathjax/
 	@cp -r node_modules/mathjax/es5/output/chtml/fonts book/_vendor/mathjax/output/chtml/
 	$(JB) build . --builder html --all -W -n --keep-going
+	@rm -rf _build/html/colab
+	$(PY) tools/colab_edition.py _build/html/colab
 
 # For authors: re-execute every notebook in place (stored outputs refreshed), then build.
 book-execute: setup

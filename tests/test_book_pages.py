@@ -4,7 +4,8 @@ Fast checks on the sources (no book build, no browser): every {term} the book us
 in the glossary, the notation page lists the course's key symbols, the API reference documents
 every public module of metalearn_course, every docstring survives the conversion the API pages
 apply to it (book/_ext/plain_docstrings.py) without a reST warning, and the pages' citations
-and {doc} links resolve.
+and {doc} links resolve. The last checks read the built book (`make book`) and are skipped
+where it has not been built: notebook pages link their Colab editions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import inspect
 import json
 import pkgutil
 import re
+import sys
 from pathlib import Path
 
 import docutils.core
@@ -295,3 +297,43 @@ def test_every_exercise_has_a_level_a_time_and_a_solution():
         f"{lab} ({p.relative_to(ROOT)})" for lab, p in exercises.items() if lab not in solutions
     )
     assert not missing, "exercises without a solution:\n" + "\n".join(missing)
+
+
+# The built book (`make book`): skipped where it has not been built.
+SITE = ROOT / "_build" / "html"
+
+
+def built(page: str) -> str:
+    path = SITE / page
+    if not path.exists():
+        pytest.skip(f"{path.relative_to(ROOT)} is absent: `make book` builds it")
+    return path.read_text()
+
+
+def colab_edition_tool():
+    """tools/colab_edition.py (tools/ is not a package)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        return importlib.import_module("colab_edition")
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+
+
+def test_notebook_pages_open_their_colab_edition():
+    """The launch menu of a notebook page opens its Colab edition (book/_ext/colab_badge.py),
+    published beside the book, and no longer the raw source (the theme's own Colab button)."""
+    html = built("book/02_metric/protonet.html")
+    tool = colab_edition_tool()
+    url = tool.Site.from_config(ROOT).colab_url("book/02_metric/protonet")
+    assert f'href="{url}"' in html, f"no link to {url} on the protonet page"
+    assert "/blob/main/book/02_metric/protonet.ipynb" not in html  # the raw source
+    assert (SITE / "colab" / "book" / "02_metric" / "protonet.ipynb").exists()
+
+
+def test_glossary_anchors_of_the_colab_editions_exist():
+    """The editions link {term}s to the anchors Sphinx gives the glossary's terms."""
+    html = built("book/glossary.html")
+    tool = colab_edition_tool()
+    ids = set(re.findall(r'id="(term-[^"]+)"', html))
+    anchors = {tool.make_id(f"term-{term}") for term in tool.Book.load(ROOT).terms.values()}
+    assert anchors and anchors <= ids, f"anchors missing from glossary.html: {anchors - ids}"

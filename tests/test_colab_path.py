@@ -3,10 +3,12 @@
 Colab gives a Python with torch, ipykernel and papermill, and nothing of ours. Each chapter's
 first (hidden) cell installs the course package when it is missing. This test builds the
 package's wheel, makes a fresh virtualenv with only what Colab brings (torch from the local CPU
-wheel, ipykernel, papermill), and runs chapter notebooks there with their quick parameters. The
-install cell's pip command is the notebook's own, pointed at the wheel instead of the
-repository URL (no network here): the run fails if a notebook imports anything that the package
-and its declared dependencies do not bring, such as a development tool of the book.
+wheel, ipykernel, papermill), and runs chapter notebooks there with their quick parameters, in
+the form Colab opens: the notebook's Colab edition (tools/colab_edition.py, what `make book`
+publishes under colab/), built here from the source. The install cell's pip command is the
+notebook's own, pointed at the wheel instead of the repository URL (no network here): the run
+fails if a notebook imports anything that the package and its declared dependencies do not
+bring, such as a development tool of the book.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from notebooks import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+from colab_edition import Book, edition  # tools/ is not a package
 
 pytestmark = pytest.mark.notebooks
 REPOSITORY = "metalearn-course @ git+https://github.com/metalearn-course/metalearn-course"
@@ -77,7 +82,11 @@ def colab(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_after_its_install_cell_alone(colab, name, tmp_path):
     python, wheel = colab
-    nb = nbformat.read(ROOT / name, as_version=4)
+    # The Colab edition, as `make book` writes it (tools/colab_edition.py), not the source
+    edition_path = tmp_path / "edition.ipynb"
+    edition_path.write_text(json.dumps(edition(Book.load(ROOT), ROOT / name), indent=1))
+    nb = nbformat.read(edition_path, as_version=4)
+    assert "Colab edition" in nb.cells[0].source, f"{name}: not its Colab edition"
     (install,) = [c for c in nb.cells if 'find_spec("metalearn_course")' in c.source]
     assert REPOSITORY in install.source, f"{name}: the install cell no longer installs {REPOSITORY}"
     install.source = install.source.replace(REPOSITORY, str(wheel))
