@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
+
+# what a carriage return overwrites: the start of a line up to a "\r" the line goes on after
+OVERWRITTEN = re.compile(r"^.*\r(?=[^\n])", flags=re.MULTILINE)
 
 
 def toc_files(root: Path) -> list[str]:
@@ -79,6 +83,31 @@ def machine() -> dict[str, str]:
     }
 
 
+def final_lines(outputs: list[dict]) -> list[dict]:
+    """A cell's stream outputs as a terminal leaves them: each progress bar its final line.
+
+    A kernel sends every refresh of a progress bar ("\\r 12%|...", "\\r 13%|...") as a message of
+    its own, and nbclient stores each as an output: hundreds per training cell. Here all the
+    outputs of one stream (stdout, stderr) are joined at the place of its first, and on each
+    line the text up to a carriage return that the line goes on after is dropped: what a
+    terminal or JupyterLab shows, and exactly the form nbval compares (its coalesce_streams),
+    so a refreshed notebook still passes nbval. Other outputs pass unchanged, in order.
+    """
+    kept: list[dict] = []
+    streams: dict[str, dict] = {}
+    for output in outputs:
+        if output.get("output_type") != "stream":
+            kept.append(output)
+        elif output["name"] in streams:
+            streams[output["name"]]["text"] += output["text"]
+        else:
+            streams[output["name"]] = output
+            kept.append(output)
+    for output in streams.values():
+        output["text"] = OVERWRITTEN.sub("", output["text"])
+    return kept
+
+
 def refresh(paths: list[Path], timeout: int = 1800) -> None:
     """Execute each notebook top to bottom and write its outputs back in place."""
     import nbformat
@@ -99,6 +128,9 @@ def refresh(paths: list[Path], timeout: int = 1800) -> None:
             resources={"metadata": {"path": str(path.parent)}},
         )
         client.execute()
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = final_lines(cell.outputs)
         nb.metadata.setdefault("metalearn", {})["executed_on"] = machine()
         nbformat.write(nb, path)
         print(f"refreshed {path} in {time.perf_counter() - start:.1f} s", flush=True)

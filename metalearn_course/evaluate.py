@@ -108,12 +108,13 @@ def evaluate_stream(
         raise ValueError(f"{unit}={count}; use {unit} >= 1")
     device = _default_device(method) if device is None else torch.device(device)
     scores = []
-    # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
+    # leave=True: the finished bar stays, the one line a refreshed notebook stores of it
+    # (cli.final_lines); mininterval: at most one refresh a second while it runs
     bar = tqdm(
         itertools.islice(sampler, count),
         total=count,
         disable=not progress,
-        leave=False,
+        leave=True,
         file=sys.stderr,
         mininterval=1.0,
     )

@@ -394,12 +394,13 @@ def _loss_function(method: nn.Module, loss_fn: LossFn | None) -> LossFn:
 
 
 def _progress_bar(steps: int, done: int, progress: bool) -> tqdm:
-    # mininterval: a notebook stores every refresh of the bar, so refresh at most once a second
+    # leave=True: the finished bar stays, the one line a refreshed notebook stores of it
+    # (cli.final_lines); mininterval: at most one refresh a second while it runs
     return tqdm(
         total=steps,
         initial=done,
         disable=not progress,
-        leave=False,
+        leave=True,
         file=sys.stderr,
         mininterval=1.0,
     )

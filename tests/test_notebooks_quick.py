@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -56,10 +57,18 @@ def papermill(
     )
 
 
+def quick_parameters(path: Path) -> dict:
+    """The notebook's quick parameters, with one knob of its "Try this" cell turned
+    (``metadata.metalearn.try_this``: the knob, at a value that keeps the run quick): a learner
+    who tries it meets the comparison table, not an error."""
+    meta = metalearn_meta(path)
+    return {**meta.get("quick", {}), **meta.get("try_this", {})}
+
+
 def run_quick(path: Path, out: Path) -> tuple[float, Path]:
     """Run `path` with its quick parameters into `out`; (seconds taken, out)."""
     start = time.perf_counter()
-    done = papermill(path, out, metalearn_meta(path).get("quick", {}))
+    done = papermill(path, out, quick_parameters(path))
     if done.returncode:
         log = done.stdout + done.stderr
         raise RuntimeError(f"papermill failed on {path.name}:\n{log[-5000:]}")
@@ -86,6 +95,24 @@ def quick_runs(request, tmp_path_factory):
 
 def test_toc_has_notebooks():
     assert book_notebooks(), "no notebook listed in _toc.yml"
+
+
+@pytest.mark.parametrize("path", book_notebooks(), ids=lambda p: p.name)
+def test_try_this_names_its_knobs(path):
+    """Every chapter notebook has a "Try this" cell whose knobs are parameters, and
+    metadata.metalearn.try_this names one of them: the quick run turns it."""
+    nb = nbformat.read(path, as_version=4)
+    (parameters,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    names = set(re.findall(r"^([A-Z_][A-Z0-9_]*) *=", parameters.source, flags=re.M))
+    cells = [c.source for c in nb.cells if c.cell_type == "markdown" and "## Try this" in c.source]
+    assert len(cells) == 1, f"{path.name}: one markdown cell with a '## Try this' heading"
+    knobs = set(re.findall(r"`([A-Z_][A-Z0-9_]*) *=", cells[0]))
+    assert len(knobs) >= 2, f"{path.name}: name two or three knobs as `NAME = value`"
+    assert knobs <= names, f"{path.name}: {sorted(knobs - names)} are not parameters"
+    turned = metalearn_meta(path).get("try_this", {})
+    assert len(turned) == 1 and set(turned) <= knobs, f"{path.name}: try_this: one of {knobs}"
+    roles = re.findall(r"\{[a-z:-]+\}`", cells[0])
+    assert not roles, f"{path.name}: plain Markdown in 'Try this', no MyST role {roles}"
 
 
 @pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
 
+import nbformat
 import pytest
 import tomllib
 import yaml
 from notebooks import ROOT, all_notebooks, book_notebooks, toc_files
+
+from metalearn_course import cli
+from metalearn_course.report import GLUE_PREFIX
 
 sys.path.insert(0, str(ROOT / "tools"))
 from install_cell import install_cell_source  # tools/ is not a package
@@ -67,6 +72,19 @@ def test_notebook_layout(path):
     # 3. every code cell ran, in order, so the stored outputs are a real top-to-bottom run.
     counts = [c["execution_count"] for c in code]
     assert counts == list(range(1, len(code) + 1)), f"{path.name}: not executed top to bottom"
+    # 4. stored outputs as a learner should meet them: each progress bar only its final line
+    # (make refresh keeps one output per stream, carriage returns resolved), glued values
+    # recorded for the book's pages without being shown, no switch that turns checks off.
+    stored = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    for number, cell in enumerate(stored, start=1):
+        outputs = cell.get("outputs", [])
+        kept = cli.final_lines(copy.deepcopy(outputs))
+        assert kept == outputs, f"{path.name}, code cell {number}: run make refresh NB={path}"
+        for output in outputs:
+            glued = output.get("metadata", {}).get("scrapbook")
+            if glued:
+                assert glued["mime_prefix"] == GLUE_PREFIX, f"{path.name}: {glued['name']} shown"
+    assert "CHECK_RESULTS" not in "".join("".join(c["source"]) for c in code), path.name
 
 
 # A colour given by name in a notebook: greys, black and white are safe for every reader, and
