@@ -59,3 +59,23 @@ def test_html_escapes_text():
     book.holds("x < y", False, "<yes>")
     page = book._repr_html_()
     assert "a &lt;b&gt; title" in page and "x &lt; y" in page and "<yes>" not in page
+
+
+def test_a_timed_claim_prints_its_value_and_keeps_the_table_the_same(capsys, monkeypatch):
+    """A wall-clock value changes from run to run: show() prints it on a line the test suite's
+    sanitizer masks, and the table (compared digit for digit) only says whether it holds."""
+    monkeypatch.setenv(STRICT_ENV, "1")
+    tables = []
+    for ratio in (0.52, 0.63):
+        book = BookComparison()
+        book.at_most("int8: time / reference's", ratio, 0.8, timed=True)
+        book.holds("faster", ratio < 1, "yes", f"{ratio:.2f}", timed=True)
+        book.show()
+        tables.append(str(book))
+    assert tables[0] == tables[1] and "timed, printed above" in tables[0]
+    out = capsys.readouterr().out
+    assert "timed | int8: time / reference's | 0.52" in out and "timed | faster | 0.63" in out
+    book = BookComparison()
+    book.at_most("int8: time / reference's", 0.9, 0.8, timed=True)
+    with pytest.raises(AssertionError, match="timed, printed above"):
+        book.show()  # strict mode still holds a timed claim to its bound

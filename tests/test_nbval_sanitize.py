@@ -74,3 +74,21 @@ def test_stored_final_lines_are_what_nbval_compares():
         (o.name, o.text) for o in coalesce_streams(fresh())
     ]
     assert final_lines(stored) == stored  # a second refresh changes nothing
+
+
+def test_a_timed_claim_compares_equal_whatever_its_value():
+    def stdout(text: str) -> str:
+        (stream,) = coalesce_streams([nbformat.v4.new_output("stream", name="stdout", text=text)])
+        cfg = configparser.ConfigParser()
+        cfg.read(CONFIG)
+        for section in cfg.sections():
+            text = re.sub(cfg[section]["regex"], cfg[section]["replace"], stream.text)
+            stream.text = text
+        return text
+
+    fast = "before\ntimed | int8: time / reference's | 0.52\nafter 0.52\n"
+    slow = "before\ntimed | int8: time / reference's | 0.63\nafter 0.52\n"
+    assert (
+        stdout(fast) == stdout(slow) == "before\ntimed | int8: time / reference's | T\nafter 0.52\n"
+    )
+    assert stdout(fast) != stdout(fast.replace("after 0.52", "after 0.63"))  # only timed lines
