@@ -18,9 +18,10 @@ raises on any ✗, so a change that breaks a claim the text makes fails the buil
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass
+
+from metalearn_course.report import Table
 
 STRICT_ENV = "METALEARN_STRICT"
 WHY = (
@@ -141,41 +142,24 @@ class BookComparison:
     def failed(self) -> list[Claim]:
         return [c for c in self.claims if not c.holds]
 
+    def table(self) -> Table:
+        """The claims as a table: what the book shows, this run's value, ✓ or ✗, and below it
+        what usually explains each ✗ (or that all claims hold)."""
+        rows = [(c.what, c.book, c.yours, "✓" if c.holds else "✗") for c in self.claims]
+        notes = [f"✗ {c.what}: usually {c.why}." for c in self.failed]
+        return Table(
+            ("claim", "the book", "your run", ""),
+            rows,
+            title=self.title,
+            notes=notes or [f"All {len(self.claims)} claims hold."],
+            left_aligned=True,
+        )
+
     def __str__(self) -> str:
-        rows = [("claim", "the book", "your run", ""), *(
-            (c.what, c.book, c.yours, "✓" if c.holds else "✗") for c in self.claims
-        )]  # fmt: skip
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = [self.title]
-        for number, row in enumerate(rows):
-            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-            lines.append(" | ".join(cells).rstrip())
-            if number == 0:
-                lines.append("-+-".join("-" * w for w in widths))
-        lines += [f"✗ {c.what}: usually {c.why}." for c in self.failed]
-        if not self.failed:
-            lines.append(f"All {len(self.claims)} claims hold.")
-        return "\n".join(lines)
+        return str(self.table())
 
     def _repr_html_(self) -> str:
-        def cell(text: str, tag: str = "td") -> str:
-            return f"<{tag}>{html.escape(text)}</{tag}>"
-
-        head = "".join(cell(t, "th") for t in ("claim", "the book", "your run", ""))
-        body = "".join(
-            "<tr>"
-            + "".join(cell(t) for t in (c.what, c.book, c.yours, "✓" if c.holds else "✗"))
-            + "</tr>"
-            for c in self.claims
-        )
-        notes = "".join(
-            f"<li>✗ {html.escape(c.what)}: usually {html.escape(c.why)}.</li>" for c in self.failed
-        )
-        summary = f"<ul>{notes}</ul>" if notes else f"<p>All {len(self.claims)} claims hold.</p>"
-        return (
-            f"<p><strong>{html.escape(self.title)}</strong></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{summary}"
-        )
+        return self.table()._repr_html_()
 
     def show(self) -> None:
         """Display the table (HTML in Jupyter, text elsewhere); in strict mode, raise

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from metalearn_course.evaluate import Accuracy
+if TYPE_CHECKING:  # only annotations: the tables need no torch (checks.py uses them too)
+    from metalearn_course.evaluate import Accuracy
 
 # MyST-NB's prefix for a glued value that is recorded but not displayed (myst_nb.ext.glue)
 GLUE_PREFIX = "application/papermill.record/"
@@ -40,7 +42,8 @@ class Table:
     """A small table of results: HTML in Jupyter (and the book), text in plain Python.
 
     Display it (the last expression of a cell, or ``display(table)``); ``print(table)`` gives
-    the text form, which is also what Jupyter stores as text/plain next to the HTML.
+    the text form, which is also what Jupyter stores as text/plain next to the HTML. Columns
+    after the first are right-aligned (numbers) unless left_aligned=True (text).
 
         Table(["setting", "ours (%)"], [["5-way 1-shot", "97.3 ± 0.3"]], title="ProtoNet")
     """
@@ -52,6 +55,7 @@ class Table:
         *,
         title: str = "",
         notes: Sequence[str] = (),
+        left_aligned: bool = False,
     ) -> None:
         self.header = [str(h) for h in header]
         self.rows = [[str(cell) for cell in row] for row in rows]
@@ -62,6 +66,7 @@ class Table:
                     " give every row one cell per column"
                 )
         self.title, self.notes = title, [str(n) for n in notes]
+        self.left_aligned = left_aligned  # every column; default: numbers right-aligned
 
     def __str__(self) -> str:
         table = [self.header, *self.rows]
@@ -69,7 +74,11 @@ class Table:
 
         def line(row: list[str]) -> str:
             # first column left-aligned (names), the others right-aligned (numbers)
-            rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+            right = not self.left_aligned
+            rest = [
+                c.rjust(w) if right else c.ljust(w)
+                for c, w in zip(row[1:], widths[1:], strict=True)
+            ]
             cells = [row[0].ljust(widths[0]), *rest]
             return " | ".join(cells).rstrip()
 
