@@ -69,8 +69,12 @@ browser: book
 
 # JupyterLab on the notebooks, with the project's kernel (the virtualenv's python3). Jupyter
 # refuses to run as root (containers, cloud VMs, Colab-like machines) without --allow-root;
-# other users keep its default.
+# other users keep its default. jupyterlab-myst (the dev extra) renders the notebooks' MyST:
+# prebuilt, so enabled once installed; enabling it in the environment's own configuration undoes
+# a `jupyter labextension disable` done there. (`labextension list` calls it "not compatible":
+# its declared @jupyter/ydoc range is older than JupyterLab 4.6's; it loads and renders.)
 lab: setup
+	$(VENV)/bin/jupyter labextension enable --level=sys_prefix jupyterlab-myst
 	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 refresh: setup

@@ -121,6 +121,16 @@ def test_cross_references_become_links_into_the_book(book):
         f"![An episode.]({base}_static/diagrams/episode.svg) `![a](b.svg)`"
     )
     assert book.site.image_url("book/02_metric/x.png") == book.site.raw_url("book/02_metric/x.png")
+    # a Markdown link to a page's source file (the form of {doc} JupyterLab renders too)
+    link = converter.inline(
+        "[the episodes](../01_foundations/episodes.ipynb), [overview](metric_learning.md#top) "
+        "`[code](x.md)` ![img](../_static/diagrams/episode.svg) [web](https://example.org/a.md)"
+    )
+    assert link == (
+        f"[the episodes]({base}book/01_foundations/episodes.html), "
+        f"[overview]({base}book/02_metric/metric_learning.html#top) `[code](x.md)` "
+        f"![img]({base}_static/diagrams/episode.svg) [web](https://example.org/a.md)"
+    )
     note = converter.convert(":::{note}\nRead {cite}`snell2017`.\n\nAnd this.\n:::\n")
     assert note.startswith("> **Note.**\n>\n> Read ([Snell et al., 2017](")
     assert note.endswith(">\n> And this.\n")
@@ -133,6 +143,7 @@ def test_cross_references_become_links_into_the_book(book):
         ("```{glossary}\nterm\n  definition\n```", "{glossary}"),
         (":::{unknown-directive}\nbody\n:::", "{unknown-directive}"),
         ("{cite}`no_such_key_2099`", "no_such_key_2099"),
+        ("[a page](no_such_page.ipynb)", "no_such_page"),
     ],
 )
 def test_unknown_markup_fails_naming_the_notebook_and_the_markup(book, markup, named, tmp_path):

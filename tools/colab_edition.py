@@ -16,6 +16,8 @@ edition; `colab_url` gives the address). Conversions, each to Markdown that Cola
   (2017)](references): author names and years from book/references.bib, linked to the
   bibliography page.
 - {doc}`path` -> [title of the page](its URL); {doc}`text <path>` -> [text](URL).
+- [text](path.ipynb) and [text](path.md#anchor), Markdown links to a page's source file (the
+  book's form of {doc}, which JupyterLab renders too) -> [text](the page's URL#anchor).
 - {term}`text` and {term}`text <term>` -> [text](glossary URL#term-...), Sphinx's anchor.
 - {ref}`label`, {ref}`text <label>`, {numref}`label` -> a link to the page and anchor that
   define the label (a MyST target `(label)=`, an exercise's `:label:`, a `:name:` option); the
@@ -89,6 +91,12 @@ LEFTOVER_ROLE = re.compile(r"\{[A-Za-z][\w:+.-]*\}`")
 LEFTOVER_DIRECTIVE = re.compile(r"^\s*(`{3,}|:{3,})\s*\{[^}]*\}", re.M)
 # A Markdown image, ![alt](path): a relative path is the repository's file, not Colab's.
 MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>[^)\s]+)\)")
+# A Markdown link to a page of the book by its source file, [text](../x/page.ipynb#anchor): the
+# book resolves it as a document reference, Colab would look for the file next to the edition.
+MD_PAGE_LINK = re.compile(
+    r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<path>(?![a-z][a-z0-9+.-]*:)[^)\s#]+\.(?:ipynb|md))"
+    r"(?:#(?P<anchor>[^)\s]*))?\)"
+)
 EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>\s*$", re.S)
 DOLLAR_LABEL = re.compile(r"\$\$\s*\((?P<label>[^()\s]+)\)\s*$")
 
@@ -522,9 +530,17 @@ class Converter:
         def image(match: re.Match[str]) -> str:
             return f"![{match['alt']}]({self.image_url(match['path'])})"
 
-        # images outside code spans: the text between two code spans is all the regex sees
+        def page_link(match: re.Match[str]) -> str:
+            docname = self.resolve_doc(match["path"], match.group(0))
+            url = self.site.page_url(docname, match["anchor"] or "")
+            return f"[{match['text']}]({url})"
+
+        def links(piece: str) -> str:
+            return MD_PAGE_LINK.sub(page_link, MD_IMAGE.sub(image, piece))
+
+        # images and links outside code spans: the text between two code spans is all they see
         pieces = re.split(r"(`+[^`]*?`+)", INLINE.sub(replace, text))
-        return "".join(p if p.startswith("`") else MD_IMAGE.sub(image, p) for p in pieces)
+        return "".join(p if p.startswith("`") else links(p) for p in pieces)
 
     def role(self, name: str, body: str, markup: str) -> str:
         if name in ("cite", "cite:p", "cite:t"):
