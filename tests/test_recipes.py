@@ -4,13 +4,16 @@ A recipe's book budget and its notebook's parameters cell state the same setting
 for `metalearn-course reproduce` and once for a reader of the chapter. `NOTEBOOK_FIELDS` says
 which notebook parameter is which recipe field; the test reads the cell tagged "parameters"
 (literal assignments only) and fails as soon as the two disagree, so a change to one without the
-other cannot go unnoticed.
+other cannot go unnoticed. Likewise a notebook's `if BUDGET == "full":` branch, applied to its
+parameters cell, must give the recipe's paper budget, but for the listed DEPARTURES.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,3 +213,138 @@ def test_rl2_configs_play_the_recipes_bandits(recipe):
             recipe.task.arms,
             recipe.task.horizon,
         ), name
+
+
+# ---------------------------------------------------------------------------------------------
+# The "full" budget: a notebook's `if BUDGET == "full":` branch sets the paper's schedule over
+# its parameters cell. Applied to that cell, it must give the recipe's paper budget, field by
+# field of NOTEBOOK_FIELDS (read with "paper." for "book."), but for the departures below.
+
+FULL_BRANCH = re.compile(r"""BUDGET\s*==\s*["']full["']""")
+BANDIT_TABLE = "book/05_rl/bandit_table.ipynb"
+FULL_NOTEBOOKS = [
+    "book/02_metric/siamese.ipynb",
+    "book/02_metric/matching.ipynb",
+    "book/02_metric/protonet.ipynb",
+    "book/02_metric/relation.ipynb",
+    "book/03_gradient/maml_omniglot.ipynb",
+    "book/03_gradient/first_order_omniglot.ipynb",
+    "book/03_gradient/reptile_omniglot.ipynb",
+    BANDIT_TABLE,
+]
+ONE_MODEL = "one model, trained on 1-shot episodes, for every test shot (the paper: the test shot)"
+# (notebook, parameter) -> why the notebook's full budget keeps a value that is not the paper's
+DEPARTURES: dict[tuple[str, str], str] = {
+    ("book/02_metric/siamese.ipynb", "TRAIN_SHOT"): ONE_MODEL,
+    ("book/02_metric/matching.ipynb", "TRAIN_SHOT"): ONE_MODEL,
+    ("book/02_metric/protonet.ipynb", "TRAIN_SHOT"): ONE_MODEL,
+    # the recipe's paper budget is MAML's; the notebook keeps FOMAML's inner loop ("Meta-training
+    # at a laptop budget": the first-order direction is poor at MAML's one step of 0.4)
+    ("book/03_gradient/first_order_omniglot.ipynb", "INNER_STEPS"): "FOMAML's 5 inner steps",
+    ("book/03_gradient/first_order_omniglot.ipynb", "INNER_LR"): "FOMAML's inner rate of 0.1",
+    # the table's full budget adds n = 500 to the book's RL² runs; it is not Duan et al.'s schedule
+    (BANDIT_TABLE, "UPDATES"): "the book's 280 PPO updates (the paper budget: 1000)",
+    (BANDIT_TABLE, "TASKS_PER_UPDATE"): "rl2_bandits' 128 trials (the paper: 250,000 pulls)",
+}
+
+
+def as_paper(expected: str | OneOf | AtMost | ForWay) -> str | OneOf | AtMost | ForWay:
+    if isinstance(expected, str):
+        return expected.replace("book.", "paper.", 1)
+    return dataclasses.replace(expected, path=expected.path.replace("book.", "paper.", 1))
+
+
+def paper_field(recipe: Recipe, path: str) -> Any:
+    value = field(recipe, path)
+    if value is None and path in ("paper.train_way", "paper.train_shot"):
+        return field(recipe, path.removeprefix("paper.train_"))  # None: the test way or shot
+    return value
+
+
+def code_cells(notebook: Path) -> list[str]:
+    cells = json.loads(notebook.read_text())["cells"]
+    return ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "code"]
+
+
+def assigned(statement: ast.stmt) -> list[str]:
+    """The names an assignment sets: one name, or a tuple of names."""
+    if not isinstance(statement, ast.Assign) or len(statement.targets) != 1:
+        return []
+    [target] = statement.targets
+    targets = target.elts if isinstance(target, ast.Tuple) else [target]
+    return [t.id for t in targets if isinstance(t, ast.Name)]
+
+
+def full_budget(notebook: str) -> tuple[dict[str, Any], set[str]]:
+    """The parameters under BUDGET = "full", and the names its branch sets: the one top-level
+    `if BUDGET == "full":` that assigns parameters, applied to the parameters cell's values."""
+    values = parameters(notebook)
+    branches = [
+        statement.body
+        for source in code_cells(ROOT / notebook)
+        if FULL_BRANCH.search(source)  # (other cells may hold IPython syntax)
+        for statement in ast.parse(source).body
+        if isinstance(statement, ast.If) and ast.unparse(statement.test) == "BUDGET == 'full'"
+    ]
+    [branch] = [b for b in branches if any(set(assigned(s)) & values.keys() for s in b)]
+    names: set[str] = set()
+    for statement in branch:
+        targets, source = assigned(statement), f"{notebook}: {ast.unparse(statement)}"
+        assert isinstance(statement, ast.Assign) and targets, source
+        assert set(targets) <= values.keys(), f"{source}: set only parameters here"
+        # literals, or parameters as in `(*HORIZONS, 500)`: no builtins, no other names
+        expression = compile(ast.Expression(statement.value), notebook, "eval")
+        value = eval(expression, {"__builtins__": {}}, dict(values))
+        values.update(zip(targets, value if len(targets) > 1 else [value], strict=True))
+        names.update(targets)
+    return values, names
+
+
+def full_recipes(notebook: str) -> list[Recipe]:
+    """The recipes whose paper budget the notebook's full budget stands for: those whose book
+    budget it runs; the bandit table's adds n = 500, so all of RL²'s."""
+    if notebook == BANDIT_TABLE:
+        return RL2
+    return [r for r in RECIPES.values() if r.notebook == notebook and r.paper is not None]
+
+
+@pytest.mark.parametrize("notebook", FULL_NOTEBOOKS)
+def test_full_budget_is_the_recipes_paper_budget(notebook: str) -> None:
+    values, names = full_budget(notebook)
+    fields = {name: as_paper(expected) for name, expected in NOTEBOOK_FIELDS[notebook].items()}
+    assert names <= set(fields), f"{notebook}: say which recipe field {names - set(fields)} is"
+    recipes = full_recipes(notebook)
+    assert recipes, f"{notebook} has a full budget but no recipe with a paper budget"
+    departed: set[str] = set()
+    for recipe in recipes:
+        for name, expected in fields.items():
+            if isinstance(expected, ForWay) and expected.way != recipe.way:
+                continue
+            path = expected if isinstance(expected, str) else expected.path
+            actual, stated = paper_field(recipe, path), values[name]
+            match expected:
+                case str() | ForWay():
+                    agrees = actual == stated
+                case OneOf():
+                    agrees = actual in stated
+                case AtMost():
+                    agrees = 1 <= actual <= stated
+            if not agrees and (notebook, name) in DEPARTURES:
+                departed.add(name)
+                continue
+            assert agrees, (
+                f'{notebook}: {name} = {stated!r} under BUDGET = "full", but'
+                f" {recipe.method} {recipe.setting}'s {path} = {actual!r}"
+            )
+    listed = {name for nb, name in DEPARTURES if nb == notebook}
+    assert listed == departed, f"{notebook}: {listed - departed} agree with the paper now"
+
+
+def test_every_full_budget_is_checked() -> None:
+    found = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "book").rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in path.parts
+        and any(FULL_BRANCH.search(source) for source in code_cells(path))
+    }
+    assert found == set(FULL_NOTEBOOKS), f"list in FULL_NOTEBOOKS: {found ^ set(FULL_NOTEBOOKS)}"
