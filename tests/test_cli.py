@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,7 +111,8 @@ def make_lab(env: dict[str, str] | None = None) -> str:
         ["make", "-n", "lab"], cwd=ROOT, env=env, capture_output=True, text=True, check=True,
         timeout=60,
     )  # fmt: skip
-    (line,) = [line for line in result.stdout.splitlines() if "jupyter lab" in line]
+    # the command that starts JupyterLab (not `jupyter labextension enable`, run before it)
+    (line,) = [line for line in result.stdout.splitlines() if re.search(r"jupyter lab(\s|$)", line)]
     return line
 
 
