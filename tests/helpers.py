@@ -5,6 +5,10 @@ Test modules import these from here, never from one another.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 import torch
 
 from metalearn_course.data.episodes import EpisodeBatch
@@ -44,3 +48,24 @@ def random_tasks(tasks: int = 3, shot: int = 2, queries: int = 3, seed: int = 0)
 
     classes = torch.arange(WAY).repeat(tasks, 1)
     return EpisodeBatch(images(shot), labels(shot), images(queries), labels(queries), classes)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these, Chromium phones home at start; the closed network refuses it noisily.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    """Debian's headless Chromium, which Playwright drives by its path (no browser download);
+    fails the test with the fix when it is missing."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("Debian's chromium is not installed: run `make setup` (tools/setup_env.sh)")
+    return executable

@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import http.server
 import re
-import shutil
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 import pytest
+from helpers import CHROMIUM_ARGS, chromium
 from notebooks import ROOT, toc_files
 
 pytestmark = pytest.mark.browser
@@ -30,16 +30,6 @@ SITE = ROOT / "_build" / "html"
 BOOK_TITLE = "Learning to learn: a hands-on course on meta-learning"
 MAX_PAGE_BYTES = 3 * 2**20  # a page and its images; the largest is about 0.4 MB
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these, Chromium phones home at start; the closed network refuses it noisily.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def toc_pages() -> list[str]:
@@ -87,11 +77,8 @@ def site_url():
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.fail("Debian's chromium is not installed: run `make setup` (tools/setup_env.sh)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

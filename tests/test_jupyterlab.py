@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import CHROMIUM_ARGS, chromium
 from notebooks import ROOT
-from test_browser import CHROMIUM_ARGS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
@@ -172,9 +171,6 @@ def page(lab_url: str) -> Iterator[Page]:
     """One browser page for the module; requests that would write a file are refused."""
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.fail("Debian's chromium is not installed: run `make setup` (tools/setup_env.sh)")
     writes: list[str] = []
 
     def read_only(route: Route) -> None:
@@ -187,7 +183,7 @@ def page(lab_url: str) -> Iterator[Page]:
             route.continue_()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.route("**/api/contents/**", read_only)
         page.writes = writes  # type: ignore[attr-defined]
