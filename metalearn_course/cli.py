@@ -27,6 +27,7 @@ from pathlib import Path
 
 # what a carriage return overwrites: the start of a line up to a "\r" the line goes on after
 OVERWRITTEN = re.compile(r"^.*\r(?=[^\n])", flags=re.MULTILINE)
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def toc_files(root: Path) -> list[str]:
@@ -109,13 +110,24 @@ def final_lines(outputs: list[dict]) -> list[dict]:
 
 
 def refresh(paths: list[Path], timeout: int = 1800) -> None:
-    """Execute each notebook top to bottom and write its outputs back in place."""
+    """Execute each notebook top to bottom and write its outputs back in place.
+
+    A notebook that fails (an error, or in strict mode a claim of its comparison) is left as it
+    was; its run up to the failing cell is written to ``<tmp>/metalearn-refresh/<name>.ipynb``
+    for the author to read, and the other notebooks are still refreshed. The command then fails,
+    naming every notebook that did.
+    """
+    import tempfile
+
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
-    for path in paths:
+    for path in paths:  # all of them before the first (long) run: a typo fails at once
         if not path.exists():
             raise SystemExit(f"refresh: no such notebook: {path}")
+    failed = []
+    for path in paths:
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
         # record_timing=False: no timestamps in cell metadata, so a refresh that changes no
@@ -127,13 +139,29 @@ def refresh(paths: list[Path], timeout: int = 1800) -> None:
             record_timing=False,
             resources={"metadata": {"path": str(path.parent)}},
         )
-        client.execute()
+        try:
+            client.execute()
+        except CellExecutionError as error:
+            run = Path(tempfile.gettempdir()) / "metalearn-refresh" / path.name
+            run.parent.mkdir(exist_ok=True)
+            nbformat.write(nb, run)
+            plain = ANSI_COLOUR.sub("", str(error))  # the kernel colours its tracebacks
+            lines = [line for line in plain.splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(error).__name__
+            print(f"FAILED {path}: {reason}\n  (left unchanged; its run: {run})", flush=True)
+            failed.append(str(path))
+            continue
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = final_lines(cell.outputs)
         nb.metadata.setdefault("metalearn", {})["executed_on"] = machine()
         nbformat.write(nb, path)
         print(f"refreshed {path} in {time.perf_counter() - start:.1f} s", flush=True)
+    if failed:
+        raise SystemExit(
+            f"refresh: {len(failed)} of {len(paths)} notebooks failed and were left unchanged:"
+            f" {', '.join(failed)} (their runs are printed above)"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

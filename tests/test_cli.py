@@ -91,6 +91,38 @@ def test_command_messages_share_the_prefix(tmp_path):
     assert stop.value.code == f"metalearn-course refresh: no such notebook: {missing}"
 
 
+def test_refresh_goes_on_after_a_failing_notebook(tmp_path, monkeypatch, capsys):
+    """A notebook that fails is left as it was and its run kept for reading; the others are
+    still refreshed, and the command fails naming it."""
+    import tempfile
+
+    import nbformat
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the failed run goes
+
+    def notebook(name: str, source: str) -> Path:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nbformat.write(nb, tmp_path / name)
+        return tmp_path / name
+
+    bad = notebook("bad.ipynb", "print('trained'); raise AssertionError('a claim fails')")
+    good = notebook("good.ipynb", "print(1 + 1)")
+    before = bad.read_text()
+    with pytest.raises(SystemExit) as stop:
+        cli.refresh([bad, good], timeout=120)
+    assert stop.value.code == (
+        f"refresh: 1 of 2 notebooks failed and were left unchanged: {bad}"
+        " (their runs are printed above)"
+    )
+    assert bad.read_text() == before
+    assert nbformat.read(good, as_version=4).cells[0].outputs[0]["text"] == "2\n"
+    run = nbformat.read(tmp_path / "metalearn-refresh" / "bad.ipynb", as_version=4)
+    assert run.cells[0].outputs[0]["text"] == "trained\n"  # the run up to the error, kept
+    assert "a claim fails" in str(run.cells[0].outputs)
+    assert f"FAILED {bad}: AssertionError: a claim fails" in capsys.readouterr().out
+
+
 def test_a_bug_keeps_its_traceback(monkeypatch):
     import metalearn_course.data as data
 
