@@ -101,6 +101,18 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+def encode(encoder: nn.Module, images: torch.Tensor, feature_dim: int) -> torch.Tensor:
+    """Features [n, feature_dim] of images [n, ...]: the encoder's output flattened, and checked
+    against the feature_dim a method was built with (the width of what reads the features)."""
+    features = encoder(images).flatten(start_dim=1)
+    if features.shape[-1] != feature_dim:
+        raise ValueError(
+            f"the encoder gives {features.shape[-1]} features per image but feature_dim="
+            f"{feature_dim}; pass feature_dim={features.shape[-1]}"
+        )
+    return features
+
+
 @contextmanager
 def mode(module: nn.Module | None, training: bool) -> Iterator[None]:
     """Put `module` and every submodule in train (True) or eval (False) mode for the block, then

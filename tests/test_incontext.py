@@ -28,8 +28,10 @@ from metalearn_course.incontext import (
     gradient_step,
     least_squares,
     nearest_neighbours,
+    pool_posterior,
     ridge,
     squared_error_by_points,
+    squared_errors,
     tokens,
 )
 from metalearn_course.nets import Conv4
@@ -216,6 +218,47 @@ def test_predicting_zero_scores_one_per_point():
     torch.testing.assert_close(error, torch.ones(5), atol=0.1, rtol=0)
 
 
+def pool_posterior_by_bayes(xs, ys, pool, noise, b: int, i: int) -> float:
+    """Prediction i of prompt b by Bayes' rule written out: p(w_m | data) = likelihood_m /
+    Σ likelihoods (uniform prior), ŵ = Σ_m p(w_m | data) w_m, in float64 scalars."""
+    likelihoods = []
+    for w in pool.double():
+        residuals = ys[b, :i].double() - xs[b, :i].double() @ w
+        likelihoods.append(math.exp(-(residuals**2).sum().item() / (2 * noise**2)))
+    total = sum(likelihoods)
+    w_hat = sum(p / total * w for p, w in zip(likelihoods, pool.double(), strict=True))
+    return float(w_hat @ xs[b, i].double())
+
+
+def test_pool_posterior_is_bayes_rule_and_finds_the_task():
+    tasks = LinearTasks(3, 8, 32, noise=0.7, pool=5, seed=4)
+    prompts = tasks.sample()
+    predictions = pool_posterior(prompts.xs, prompts.ys, tasks.task_pool, 0.7)
+    for b, i in ((0, 0), (0, 1), (3, 4), (7, 7)):
+        assert predictions[b, i].item() == pytest.approx(
+            pool_posterior_by_bayes(prompts.xs, prompts.ys, tasks.task_pool, 0.7, b, i),
+            abs=1e-4,
+        )
+    # with little noise and a few examples the posterior sits on the prompt's own task
+    quiet = LinearTasks(3, 8, 64, noise=0.05, pool=5, seed=4).sample()
+    noiseless = torch.einsum("bnd,bd->bn", quiet.xs, quiet.w)
+    error = pool_posterior(quiet.xs, quiet.ys, tasks.task_pool, 0.05) - noiseless
+    assert error[:, 4:].abs().max() < 1e-3
+    # ... and a task outside the pool is not found: the estimator only knows the pool
+    fresh = LinearTasks(3, 8, 64, noise=0.05, seed=9).sample()
+    error = pool_posterior(fresh.xs, fresh.ys, tasks.task_pool, 0.05) - fresh.ys
+    assert error[:, 4:].abs().mean() > 0.5
+
+
+def test_squared_errors_average_to_the_curve():
+    prompts = LinearTasks(4, 6, 50, seed=5).sample()
+    predictions = averaging(prompts.xs, prompts.ys)
+    errors = squared_errors(predictions, prompts)
+    assert errors.shape == (50, 6)
+    torch.testing.assert_close(errors.mean(dim=0), squared_error_by_points(predictions, prompts))
+    torch.testing.assert_close(errors[2, 3], (predictions[2, 3] - prompts.ys[2, 3]) ** 2 / 4)
+
+
 # --- the task stream -------------------------------------------------------------------------
 
 
@@ -244,6 +287,10 @@ def test_a_pool_of_m_tasks_gives_m_distinct_ws():
     assert len(distinct) == 4
     assert torch.equal(torch.unique(tasks.task_pool, dim=0), distinct)
     assert len(torch.unique(LinearTasks(3, 5, 16, seed=0).sample().w, dim=0)) == 16
+    # a given pool: new prompts of the same tasks
+    again = LinearTasks(3, 5, 64, pool=tasks.task_pool, seed=1).sample()
+    assert torch.equal(torch.unique(again.w, dim=0), distinct)
+    assert not torch.equal(again.xs[:16], tasks.sample().xs)
 
 
 def test_noisy_outputs():
@@ -259,6 +306,12 @@ def test_tokens_interleave_x_and_y():
 
 
 # --- training with the shared loop -----------------------------------------------------------
+
+
+def test_positions_start_small():
+    # GPT-2's std 0.02, not nn.Embedding's N(0, 1), which stalls training (regression.py)
+    std = InContextRegressor(3, 6, d_model=64).position.weight.std().item()
+    assert 0.01 < std < 0.03
 
 
 def test_the_regressor_learns_under_fit():
@@ -321,6 +374,14 @@ def test_bad_prompts_are_refused():
         ridge(xs, ys, 0.0)
     with pytest.raises(ValueError, match="pool"):
         LinearTasks(3, 4, 2, pool=0)
+    with pytest.raises(ValueError, match="pool has shape"):
+        LinearTasks(3, 4, 2, pool=torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="pool has shape"):
+        pool_posterior(xs, ys, torch.zeros(5, 2), 0.5)
+    with pytest.raises(ValueError, match="noise"):
+        pool_posterior(xs, ys, torch.zeros(5, 3), 0.0)
+    with pytest.raises(ValueError, match="predictions has shape"):
+        squared_errors(torch.zeros(2, 3), Prompts(xs, ys, torch.zeros(2, 3)))
 
 
 def test_bad_masks_and_sizes_are_refused():

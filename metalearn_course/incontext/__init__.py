@@ -4,9 +4,10 @@ One module per idea, each citing its paper: the transformer itself, attention wr
 a boolean mask (transformer.py: causal_mask, SelfAttention, Block, Transformer); Garg et al.'s
 linear-regression prompts and the model that reads them (regression.py: LinearTasks, Prompts,
 tokens, InContextRegressor); the algorithms it is compared with (baselines.py: least_squares,
-ridge, averaging, gradient_step, nearest_neighbours, squared_error_by_points); and Omniglot
-few-shot classification as a prompt (fewshot.py: episode_mask, InContextClassifier). Both models
-train with metalearn_course.train.fit; the classifier is evaluated with evaluate.few_shot.
+ridge, averaging, gradient_step, nearest_neighbours, pool_posterior, squared_errors,
+squared_error_by_points); and Omniglot few-shot classification as a prompt (fewshot.py:
+episode_mask, InContextClassifier). Both models train with metalearn_course.train.fit; the
+classifier is evaluated with evaluate.few_shot.
 """
 
 from metalearn_course.incontext.baselines import (
@@ -14,8 +15,10 @@ from metalearn_course.incontext.baselines import (
     gradient_step,
     least_squares,
     nearest_neighbours,
+    pool_posterior,
     ridge,
     squared_error_by_points,
+    squared_errors,
 )
 from metalearn_course.incontext.fewshot import InContextClassifier, episode_mask
 from metalearn_course.incontext.regression import (
@@ -49,7 +52,9 @@ __all__ = [
     "gradient_step",
     "least_squares",
     "nearest_neighbours",
+    "pool_posterior",
     "ridge",
     "squared_error_by_points",
+    "squared_errors",
     "tokens",
 ]

@@ -16,13 +16,20 @@ examples, because that is how the algorithms are defined; the batch is handled a
                     ŵ = lr · (1/i) Σ_j y_j x_j, averaging for lr = 1. Von Oswald et al. 2023
                     build a linear self-attention layer that computes exactly this step.
     nearest_neighbours(k)   the mean y of the k earlier x's closest to x (fewer while i < k).
+    pool_posterior  when w is drawn uniformly from a finite pool {w_1, ..., w_M} and the noise is
+                    N(0, σ²): the posterior over the pool, p(w_m | data) ∝ exp(-Σ_j (y_j -
+                    w_m·x_j)² / 2σ²), and ŵ its mean, the Bayes-optimal predictor for that task
+                    distribution (Raventós et al. 2023's "dMMSE"). Ridge is the same rule for
+                    the Gaussian prior.
 
 References: Garg et al. 2022, arXiv:2208.01066; Akyürek et al. 2022, arXiv:2211.15661; von
-Oswald et al. 2023, arXiv:2212.07677.
+Oswald et al. 2023, arXiv:2212.07677; Raventós et al. 2023, arXiv:2306.15063.
 
 `squared_error_by_points` is the curve of Garg et al.'s figures: the error at each number of
 in-context examples, averaged over prompts and divided by d (a predictor that always says 0
-scores E[(w·x)²]/d = 1 at every point, which makes dimensions comparable).
+scores E[(w·x)²]/d = 1 at every point, which makes dimensions comparable); `squared_errors` is
+the same before the average, one value per prompt and position, for confidence intervals and
+paired comparisons.
 """
 
 from __future__ import annotations
@@ -104,12 +111,43 @@ def nearest_neighbours(xs: torch.Tensor, ys: torch.Tensor, k: int = 3) -> torch.
     return predictions
 
 
-def squared_error_by_points(predictions: torch.Tensor, prompts: Prompts) -> torch.Tensor:
-    """[n]: entry i is the mean over prompts of (prediction_i - y_i)² / d, the error after i
-    in-context examples (Garg et al.'s normalisation by d)."""
+def pool_posterior(
+    xs: torch.Tensor, ys: torch.Tensor, pool: torch.Tensor, noise: float
+) -> torch.Tensor:
+    """The posterior mean of w over a finite `pool` [M, d] of equally likely tasks, given the
+    first i examples with Gaussian noise of standard deviation `noise` (prediction 0: the pool's
+    mean)."""
+    check_prompt(xs, ys)
+    if pool.ndim != 2 or pool.shape[-1] != xs.shape[-1]:
+        raise ValueError(
+            f"pool has shape {tuple(pool.shape)}; expected [tasks, dim={xs.shape[-1]}], e.g."
+            " LinearTasks(..., pool=M).task_pool"
+        )
+    if noise <= 0:
+        raise ValueError(f"noise={noise}; the posterior needs noise > 0 (the σ of the labels)")
+    pool = pool.to(xs)
+    predictions = torch.zeros_like(ys)
+    for i in range(xs.shape[1]):
+        residuals = ys[:, :i, None] - xs[:, :i] @ pool.T  # y_j - w_m·x_j, [B, i, M]
+        log_likelihood = -(residuals**2).sum(dim=1) / (2 * noise**2)  # [B, M]
+        # softmax = the likelihoods normalised, computed stably (a uniform prior cancels out)
+        w = torch.softmax(log_likelihood, dim=-1) @ pool  # posterior mean, [B, d]
+        predictions[:, i] = _predict(w, xs[:, i])
+    return predictions
+
+
+def squared_errors(predictions: torch.Tensor, prompts: Prompts) -> torch.Tensor:
+    """[B, n]: (prediction_i - y_i)² / d for every prompt and position (Garg et al.'s
+    normalisation by d); its mean over prompts is `squared_error_by_points`."""
     if tuple(predictions.shape) != tuple(prompts.ys.shape):
         raise ValueError(
             f"predictions has shape {tuple(predictions.shape)} but ys {tuple(prompts.ys.shape)};"
             " give one prediction per position, [batch, points]"
         )
-    return ((predictions - prompts.ys) ** 2).mean(dim=0) / prompts.xs.shape[-1]
+    return (predictions - prompts.ys) ** 2 / prompts.xs.shape[-1]
+
+
+def squared_error_by_points(predictions: torch.Tensor, prompts: Prompts) -> torch.Tensor:
+    """[n]: entry i is the mean over prompts of (prediction_i - y_i)² / d, the error after i
+    in-context examples (Garg et al.'s normalisation by d)."""
+    return squared_errors(predictions, prompts).mean(dim=0)

@@ -40,7 +40,7 @@ from torch import nn
 
 from metalearn_course.data.episodes import Episode
 from metalearn_course.incontext.transformer import Transformer
-from metalearn_course.nets import Conv4
+from metalearn_course.nets import Conv4, encode
 
 
 def episode_mask(
@@ -93,13 +93,7 @@ class InContextClassifier(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Features [n, feature_dim] of images [n, ...], checked against feature_dim."""
-        features = self.encoder(images).flatten(start_dim=1)
-        if features.shape[-1] != self.feature_dim:
-            raise ValueError(
-                f"the encoder gives {features.shape[-1]} features per image but feature_dim="
-                f"{self.feature_dim}; pass feature_dim={features.shape[-1]}"
-            )
-        return features
+        return encode(self.encoder, images, self.feature_dim)
 
     def forward(self, episode: Episode) -> torch.Tensor:
         episode.validate()

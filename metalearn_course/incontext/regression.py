@@ -97,7 +97,8 @@ class LinearTasks:
 
     noise: σ, the standard deviation of the output noise (0: noiseless, Garg et al.).
     pool: None draws a fresh w ~ N(0, I) per prompt; an int M draws it uniformly from M vectors
-        made once from the seed (Raventós et al.'s task diversity).
+        made once from the seed (Raventós et al.'s task diversity); a tensor [M, dim] draws it
+        from those vectors (another stream's `task_pool`: new prompts of the same tasks).
     x_scale: inputs x ~ N(0, x_scale² I) (Garg et al.'s scaled-input test: > 1 is out of
         distribution for a model trained with 1).
     seed: the same arguments and seed give the same prompts (a torch.Generator of its own).
@@ -110,7 +111,7 @@ class LinearTasks:
         batch: int,
         *,
         noise: float = 0.0,
-        pool: int | None = None,
+        pool: int | torch.Tensor | None = None,
         x_scale: float = 1.0,
         seed: int = 0,
     ) -> None:
@@ -119,7 +120,12 @@ class LinearTasks:
                 raise ValueError(f"{name}={value}; use {name} >= 1")
         if noise < 0:
             raise ValueError(f"noise={noise}; the noise's standard deviation must be >= 0")
-        if pool is not None and pool < 1:
+        if isinstance(pool, torch.Tensor):
+            if pool.ndim != 2 or pool.shape[-1] != dim or len(pool) < 1:
+                raise ValueError(
+                    f"pool has shape {tuple(pool.shape)}; a pool of tasks is [M >= 1, dim={dim}]"
+                )
+        elif pool is not None and pool < 1:
             raise ValueError(f"pool={pool}; use pool >= 1 tasks, or None for fresh tasks")
         if x_scale <= 0:
             raise ValueError(f"x_scale={x_scale}; use x_scale > 0")
@@ -127,7 +133,9 @@ class LinearTasks:
         self.noise, self.x_scale, self.seed = noise, x_scale, seed
         self._generator = torch.Generator().manual_seed(seed)
         # The pool comes first from the seed, so a pool depends on the seed only.
-        self.task_pool = None if pool is None else self._normal(pool, dim)
+        self.task_pool = pool.clone() if isinstance(pool, torch.Tensor) else None
+        if isinstance(pool, int):
+            self.task_pool = self._normal(pool, dim)
 
     def _normal(self, *shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=self._generator)
@@ -187,6 +195,11 @@ class InContextRegressor(nn.Module):
         self.read_in = nn.Linear(dim + 1, d_model)
         # Positions matter here (unlike for a set): which y belongs to which x is told by order.
         self.position = nn.Embedding(2 * points, d_model)
+        # GPT-2's initialisation (std 0.02), not nn.Embedding's N(0, 1): position vectors of
+        # norm ~ √d_model drown out what a token says. Measured (d = 5, 10 points, 2 layers of
+        # width 32, 4,000 steps): with N(0, 1) the error after 9 examples was still 0.67 (0 would
+        # be perfect, 1 is predicting 0); with std 0.02 it was 0.15.
+        nn.init.normal_(self.position.weight, std=0.02)
         self.transformer = Transformer(d_model, layers, heads)
         self.read_out = nn.Linear(d_model, 1)
 

@@ -45,6 +45,7 @@ from torch import nn
 
 from metalearn_course.data.episodes import EpisodeBatch, EpisodeSampler, check_labels
 from metalearn_course.evaluate import Accuracy, evaluate_stream, mean_ci95
+from metalearn_course.nets import encode
 
 PRESENTATIONS = (1, 2, 3, 5, 10)  # the chapter's curve: 1st, 2nd, 3rd, 5th, 10th presentation
 
@@ -211,13 +212,7 @@ def pixels(size: int = 20) -> nn.Sequential:
 
 def encode_steps(encoder: nn.Module, x: torch.Tensor, feature_dim: int) -> torch.Tensor:
     """Run an image encoder on every step: [B, T, ...] -> features [B, T, feature_dim]."""
-    features = encoder(x.flatten(0, 1)).flatten(start_dim=1)
-    if features.shape[-1] != feature_dim:
-        raise ValueError(
-            f"the encoder gives {features.shape[-1]} features per image but feature_dim="
-            f"{feature_dim}; pass feature_dim={features.shape[-1]}"
-        )
-    return features.view(*x.shape[:2], feature_dim)
+    return encode(encoder, x.flatten(0, 1), feature_dim).view(*x.shape[:2], feature_dim)
 
 
 def sequence_loss(logits: torch.Tensor, batch: SequenceBatch) -> torch.Tensor:

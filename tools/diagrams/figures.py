@@ -872,6 +872,108 @@ def transfer_vs_meta() -> Figure:
     return fig
 
 
+def icl_tokens() -> Figure:
+    """book/08_incontext/in_context_learning.md: the prompt as tokens and what each may read."""
+    fig, ax = canvas(7.4, 5.6)
+    # Top: Garg et al.'s regression prompt, x-token [x, 0] and y-token [0_d, y], causal mask.
+    text(
+        ax,
+        0.1,
+        5.35,
+        "in-context regression: the prompt as tokens, read with a causal mask",
+        size=FONT,
+        ha="left",
+        weight="bold",
+    )
+    names = ("x_1", "y_1", "x_2", "y_2", "x_3", "y_3", "x_4", "y_4")
+    xs = [0.7 + 0.86 * i for i in range(len(names))]
+    row, query = 3.75, 4  # the token of x_3 is where the prediction of y_3 is read
+    for i, (x, name) in enumerate(zip(xs, names, strict=True)):
+        is_x = name.startswith("x")
+        hidden = i > query
+        colour = LIGHT_GREY if hidden else (BLUE if is_x else ORANGE)
+        box(
+            ax,
+            x,
+            row,
+            0.62,
+            0.42,
+            f"${name}$",
+            colour,
+            dashed=not is_x,
+            size=FONT,
+            radius=0.04,
+            textcolor=GREY if hidden else BLACK,
+        )
+        vector = f"[${name}$, 0]" if is_x else f"[$0_d$, ${name}$]"
+        text(ax, x, row - 0.38, vector, size=9, color=GREY if hidden else BLACK)
+    box(ax, xs[query], 4.75, 0.62, 0.38, "$\\hat{y}_3$", GREEN, size=FONT, radius=0.04)
+    for i in range(query):
+        arrow(ax, (xs[i], row + 0.23), (xs[query] - 0.2, 4.55), GREEN, lw=1.1, head=9, rad=-0.25)
+    arrow(ax, (xs[query], row + 0.23), (xs[query], 4.55), GREEN, lw=1.1, head=9)
+    text(
+        ax,
+        (xs[query + 1] + xs[-1]) / 2,
+        4.35,
+        "masked: not read by $\\hat{y}_3$",
+        size=9,
+        color=GREY,
+    )
+    text(
+        ax,
+        0.1,
+        2.9,
+        "$\\hat{y}_i$ is read at the token of $x_i$ and sees $x_1, y_1, \\dots, x_{i-1}, "
+        "y_{i-1}, x_i$ only (token $t$ reads tokens $\\leq t$)",
+        size=9.5,
+        ha="left",
+    )
+    # Bottom: few-shot classification as a prompt (fewshot.py): labelled supports, then queries.
+    text(
+        ax,
+        0.1,
+        2.4,
+        "in-context few-shot classification: 2-way 2-shot, 2 queries, no positions",
+        size=FONT,
+        ha="left",
+        weight="bold",
+    )
+    trow = 1.2
+    supports = [(0.75, 0), (1.75, 0), (2.75, 1), (3.75, 1)]
+    for j, (x, label) in enumerate(supports):
+        tile(ax, x - 0.19, trow, 0.34, CLASS_COLOURS[label], f"$x_{j + 1}$", size=9)
+        box(ax, x + 0.2, trow, 0.38, 0.34, f"{label}", GREY, size=SMALL, radius=0.03)
+        text(ax, x, trow - 0.35, f"$s_{j + 1}$", size=SMALL)
+    queries = [(5.35, 0), (6.55, 1)]
+    for m, (x, label) in enumerate(queries):
+        tile(ax, x - 0.19, trow, 0.34, CLASS_COLOURS[label], f"$x'_{m + 1}$", size=9, dashed=True)
+        box(ax, x + 0.2, trow, 0.38, 0.34, "?", GREY, size=SMALL, radius=0.03, dashed=True)
+        text(ax, x, trow - 0.35, f"$q_{m + 1}$", size=SMALL)
+    target = queries[0][0]
+    for x, _ in supports:
+        arrow(ax, (x, trow + 0.2), (target - 0.1, trow + 0.22), GREEN, lw=1.1, head=9, rad=-0.3)
+    line(ax, [5.95, 5.95], [trow - 0.25, trow + 0.25], VERMILLION, dashed=True, lw=1.2)
+    text(
+        ax,
+        0.1,
+        0.5,
+        "arrows: what $q_1$ reads, every support and itself;  dashed line: no query reads"
+        " another query",
+        size=9.5,
+        ha="left",
+    )
+    text(
+        ax,
+        0.1,
+        0.15,
+        'support token $P f(x) + E[y]$, query token $P f(x) + e_?$ ("no label");'
+        " logits $W h$ at each query",
+        size=9.5,
+        ha="left",
+    )
+    return fig
+
+
 DIAGRAMS: dict[str, Callable[[], Figure]] = {
     "two_level_loop": two_level_loop,
     "episode": episode,
@@ -883,4 +985,5 @@ DIAGRAMS: dict[str, Callable[[], Figure]] = {
     "hypernetwork": hypernetwork,
     "rl2_trial": rl2_trial,
     "transfer_vs_meta": transfer_vs_meta,
+    "icl_tokens": icl_tokens,
 }
