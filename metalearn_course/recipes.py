@@ -14,7 +14,8 @@ and table whose number it reproduces and up to three budgets:
 Everything here is plain, frozen data: no models, no training. Each family of methods has its
 own budget type with only the settings it uses: `MetricBudget` (Siamese, Matching, Prototypical
 and Relation networks), `MAMLBudget` (MAML, first-order MAML, Meta-SGD, ANIL), `ReptileBudget`,
-`SequenceBudget` (MANN) and `BanditBudget` (RL²). A learning-rate schedule is a value too:
+`SequenceBudget` (MANN), `BanditBudget` (RL²) and `InContextBudget` (the in-context
+regressor). A learning-rate schedule is a value too:
 `Constant()`, `WarmupCosine()`, `StepDecay(every=2000, factor=0.5)` or `LinearDecay()`, which
 `metalearn_course.reproduce` turns into `train.warmup_cosine`, `train.step_decay` or
 `train.linear_decay`. The runner, the tests and the notebooks' checks all read these values.
@@ -73,7 +74,22 @@ class Bandits:
         return f"bandits-k{self.arms}n{self.horizon}"
 
 
-Task = FewShot | Sequences | Bandits
+@dataclass(frozen=True, kw_only=True)
+class LinearRegression:
+    """Garg et al.'s in-context linear regression: prompts of `points` examples of
+    y = w·x + noise·ε, with w, x ~ N(0, I_dim) and ε ~ N(0, 1)."""
+
+    dim: int
+    points: int
+    noise: float
+
+    @property
+    def name(self) -> str:
+        noisy = f"-noise{self.noise:g}" if self.noise else ""
+        return f"linear-d{self.dim}n{self.points}{noisy}"
+
+
+Task = FewShot | Sequences | Bandits | LinearRegression
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +216,22 @@ class BanditBudget:
     eval_tasks: int = 1000
 
 
-Budget = MetricBudget | MAMLBudget | ReptileBudget | SequenceBudget | BanditBudget
+@dataclass(frozen=True, kw_only=True)
+class InContextBudget:
+    """An in-context regressor (book/08_incontext/icl_regression): a causal transformer trained
+    with Adam on `batch` prompts of fresh tasks per step, scored on `test_prompts` new ones."""
+
+    steps: int  # Adam steps, one batch of prompts each
+    lr: float  # Adam's peak learning rate
+    schedule: Schedule
+    batch: int  # prompts per step, each of a new task
+    d_model: int  # the transformer's width
+    layers: int  # blocks
+    heads: int  # attention heads per block
+    test_prompts: int = 1000
+
+
+Budget = MetricBudget | MAMLBudget | ReptileBudget | SequenceBudget | BanditBudget | InContextBudget
 
 # The budget type of each method: a recipe of another type is refused when it is written.
 BUDGET_TYPES: dict[str, type] = {
@@ -215,13 +246,16 @@ BUDGET_TYPES: dict[str, type] = {
     "anil": MAMLBudget,
     "mann": SequenceBudget,
     "rl2": BanditBudget,
+    "icl-regression": InContextBudget,
 }
 
 
-def quick_budget(budget: MetricBudget | MAMLBudget | ReptileBudget) -> Budget:
-    """A few-shot budget cut to a smoke test: 3 steps, at most 2 tasks per meta-batch, no
-    validation, 20 test episodes."""
+def quick_budget(budget: MetricBudget | MAMLBudget | ReptileBudget | InContextBudget) -> Budget:
+    """A budget cut to a smoke test: 3 steps, at most 2 tasks per meta-batch, no validation,
+    20 test episodes (or prompts)."""
     match budget:
+        case InContextBudget():
+            return dataclasses.replace(budget, steps=3, test_prompts=20)
         case MetricBudget():
             return dataclasses.replace(budget, steps=3, val_every=0, test_episodes=20)
         case MAMLBudget() | ReptileBudget():
@@ -237,7 +271,9 @@ class Recipe:
     method: str  # a key of BUDGET_TYPES
     task: Task
     source: str  # paper, arXiv id and table
-    published: float  # as printed in the paper: accuracy in percent, or RL²'s total reward
+    # as printed in the paper: accuracy in percent, or RL²'s total reward; None where the paper
+    # shows the result as a figure only (`source` names it)
+    published: float | None
     paper: Budget | None = None
     book: Budget | None = None
     quick: Budget | None = None  # None: quick_budget(book), or of paper where there is no book
@@ -704,11 +740,55 @@ RL2_RECIPES = [
 ]  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------------
+# In-context learning: Garg et al. 2022 (arXiv:2208.01066), linear functions. The paper shows
+# its result in figures (the trained transformer's error against the number of in-context
+# examples, about that of least squares), so there is no number to quote: the run's
+# score is the squared error / d after n - 1 examples, with least squares' and ridge's curves in
+# results.json beside it. Paper budget: their released configuration (conf/base.yaml,
+# conf/linear_regression.yaml): d = 20, prompts of 41 points, no noise, GPT-2 of 12 layers,
+# width 256, 8 heads, 500,000 steps of 64 prompts, Adam at 1e-4. Departure: no curriculum (they
+# grow d from 5 and the prompt from 11 points, a step every 2,000 steps, over the first 30,000).
+# Book budget: book/08_incontext/icl_regression (d = 5, 10 points, noise 0.5).
+
+GARG = "Garg et al. 2022 (arXiv:2208.01066), linear functions (shown in figures, no number)"
+ICL_REGRESSION_RECIPES = [
+    Recipe(
+        method="icl-regression",
+        task=LinearRegression(dim=5, points=10, noise=0.5),
+        source=GARG,
+        published=None,
+        book=InContextBudget(
+            steps=4000, lr=3e-3, schedule=WarmupCosine(), batch=64, d_model=32, layers=3, heads=4
+        ),
+        notebook="book/08_incontext/icl_regression.ipynb",
+    ),
+    Recipe(
+        method="icl-regression",
+        task=LinearRegression(dim=20, points=41, noise=0.0),
+        source=GARG,
+        published=None,
+        paper=InContextBudget(
+            steps=500_000, lr=1e-4, schedule=Constant(), batch=64, d_model=256, layers=12, heads=8
+        ),
+    ),
+]
+
 RECIPES: dict[tuple[str, str], Recipe] = {
     (recipe.method, recipe.setting): recipe
-    for recipe in [*METRIC_RECIPES, *GRADIENT_RECIPES, MANN_RECIPE, *RL2_RECIPES]
+    for recipe in [
+        *METRIC_RECIPES,
+        *GRADIENT_RECIPES,
+        MANN_RECIPE,
+        *RL2_RECIPES,
+        *ICL_REGRESSION_RECIPES,
+    ]
 }
-DEFAULT_SETTINGS = {"mann": "omniglot-5w-sequences", "rl2": "bandits-k5n100"}
+DEFAULT_SETTINGS = {
+    "mann": "omniglot-5w-sequences",
+    "rl2": "bandits-k5n100",
+    "icl-regression": "linear-d5n10-noise0.5",
+}
 
 
 def recipe_for(method: str, setting: str | None = None) -> Recipe:

@@ -17,7 +17,10 @@ a quick budget, each citing the paper and table it reproduces, is written once a
   * MANN (`SequenceBudget`) trains with the same loop on label sequences and is scored by its
     accuracy at the k-th presentation of a class (`memory.instance_accuracy`);
   * RL² (`BanditBudget`) trains with PPO (`rl.train_rl2`, resumable too) and is scored by the
-    total reward of a trial on the seeded evaluation tasks of the meta-RL chapter.
+    total reward of a trial on the seeded evaluation tasks of the meta-RL chapter;
+  * the in-context regressor (`InContextBudget`) trains with the shared loop on fresh linear
+    tasks and is scored by its squared error / d after the prompt's last example, with least
+    squares' and ridge's errors beside it.
 
 Every run writes to ``--out``: ``results.json`` (the score and its 95% CI, the budget's
 settings, device, commit, wall time, library versions), ``model.pt`` (the trained weights,
@@ -49,6 +52,13 @@ from metalearn_course.data import EpisodeSampler, load_omniglot
 from metalearn_course.engine import fast
 from metalearn_course.evaluate import Accuracy, few_shot_accuracies, mean_ci95
 from metalearn_course.gradient import ANIL, MAML, MetaSGD, Reptile, conv4_classifier, meta_batches
+from metalearn_course.incontext import (
+    InContextRegressor,
+    LinearTasks,
+    least_squares,
+    ridge,
+    squared_errors,
+)
 from metalearn_course.memory import MANN, SequenceSampler, instance_accuracy
 from metalearn_course.memory.black_box import PRESENTATIONS
 from metalearn_course.metric import MatchingNet, ProtoNet, RelationNet, SiameseNet
@@ -61,7 +71,9 @@ from metalearn_course.recipes import (
     Budget,
     Constant,
     FewShot,
+    InContextBudget,
     LinearDecay,
+    LinearRegression,
     MAMLBudget,
     MetricBudget,
     Recipe,
@@ -159,6 +171,14 @@ def _mann(task: Sequences, budget: SequenceBudget) -> nn.Module:
     )
 
 
+def _icl_regression(task: LinearRegression, budget: InContextBudget) -> nn.Module:
+    # positions for twice the prompt, as the notebook's model (its longer-prompt test): the same
+    # weights from the same seed; the positions beyond the training length are never trained
+    return InContextRegressor(
+        task.dim, 2 * task.points, d_model=budget.d_model, layers=budget.layers, heads=budget.heads
+    )
+
+
 MODELS: dict[str, Callable[[Any, Any], nn.Module]] = {
     "siamese": _siamese,
     "matching": _matching,
@@ -170,6 +190,7 @@ MODELS: dict[str, Callable[[Any, Any], nn.Module]] = {
     "metasgd": _maml_family(MetaSGD),
     "anil": _maml_family(ANIL),
     "mann": _mann,
+    "icl-regression": _icl_regression,
 }
 
 
@@ -353,7 +374,53 @@ def _train(recipe: Recipe, budget: Budget, job: Job) -> Outcome:
             return _train_mann(recipe, budget, job)
         case BanditBudget():
             return _train_rl2(recipe, budget, job)
+        case InContextBudget():
+            return _train_icl_regression(recipe, budget, job)
     raise TypeError(f"{type(budget).__name__}: no trainer")
+
+
+def _train_icl_regression(recipe: Recipe, budget: InContextBudget, job: Job) -> Outcome:
+    """The in-context regressor (train.fit on fresh prompts), scored by its squared error / d
+    after n - 1 in-context examples on test_prompts new prompts; the curves of the model, least
+    squares and (noisy tasks) ridge with λ = σ², the Bayes-optimal predictor, by number of
+    examples, go to results.json."""
+    process, seed, task = job.process, job.seed, recipe.task
+    torch.manual_seed(seed)
+    model = build_model(recipe, budget).to(process.device)
+    print(
+        f"icl-regression {recipe.setting} ({recipe.source}), {job.budget_name} budget:"
+        f" {budget.steps} steps of {budget.batch} prompts on {process.device}",
+        flush=True,
+    )
+    start = time.perf_counter()
+    fit(
+        model,
+        LinearTasks(task.dim, task.points, budget.batch, noise=task.noise, seed=seed),
+        budget.steps,
+        optimizer=torch.optim.Adam(model.parameters(), lr=budget.lr),
+        lr_schedule=lr_schedule(budget.schedule, budget.steps),
+        state=job.out / "state.pt",
+        save_every=max(1, min(1000, budget.steps // 10)),
+        resume=job.resume,
+    )
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    test = LinearTasks(task.dim, task.points, budget.test_prompts, noise=task.noise, seed=seed + 1)
+    prompts = test.sample()
+    model.eval()
+    with torch.no_grad():
+        errors = {"transformer": squared_errors(model(prompts.to(process.device)).cpu(), prompts)}
+    # float64: least squares divides by tiny singular values near i = d
+    exact = least_squares(prompts.xs.double(), prompts.ys.double()).float()
+    errors["least squares"] = squared_errors(exact, prompts)
+    if task.noise > 0:
+        errors["ridge"] = squared_errors(ridge(prompts.xs, prompts.ys, task.noise**2), prompts)
+    curves = {name: e.mean(dim=0).tolist() for name, e in errors.items()}
+    elapsed = time.perf_counter() - start
+    metric = f"squared error / d after {task.points - 1} examples"
+    score = mean_ci95(errors["transformer"][:, -1])
+    details = {"by_examples": curves}
+    return Outcome(model, score, metric, False, "prompts", train_seconds, elapsed, details)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,7 +525,7 @@ def run(
             shown = f"{score.mean:.2f} ± {score.ci95:.2f}"
         print(
             f"{method} {recipe.setting}: {outcome.metric} {shown} over {score.n} test"
-            f" {outcome.counted} (published: {recipe.published}); wrote {out}",
+            f" {outcome.counted} (published: {recipe.published or 'a figure only'}); wrote {out}",
             flush=True,
         )
     return results
@@ -469,9 +536,9 @@ def describe() -> str:
     lines = [f"{'method':<9} {'setting':<21} {'published':>9}  budgets             source"]
     for recipe in RECIPES.values():
         budgets = ",".join(b for b in BUDGETS if b in recipe.budgets)
+        published = "–" if recipe.published is None else f"{recipe.published:.1f}"
         lines.append(
-            f"{recipe.method:<9} {recipe.setting:<21} {recipe.published:>9.1f}  {budgets:<19} "
-            f"{recipe.source}"
+            f"{recipe.method:<9} {recipe.setting:<21} {published:>9}  {budgets:<19} {recipe.source}"
         )
     return "\n".join(lines)
 

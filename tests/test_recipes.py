@@ -59,6 +59,18 @@ METRIC = {
 }
 TEST = {"QUERIES": "book.test_queries", "EPISODES": "book.test_episodes"}
 NOTEBOOK_FIELDS: dict[str, dict[str, str | OneOf | AtMost | ForWay]] = {
+    "book/08_incontext/icl_regression.ipynb": {
+        "DIM": "task.dim",
+        "POINTS": "task.points",
+        "NOISE": "task.noise",
+        "STEPS": "book.steps",
+        "BATCH": "book.batch",
+        "D_MODEL": "book.d_model",
+        "LAYERS": "book.layers",
+        "HEADS": "book.heads",
+        "LR": "book.lr",
+        "TEST_PROMPTS": "book.test_prompts",
+    },
     "book/02_metric/siamese.ipynb": {**METRIC, "QUERIES": "book.test_queries"},
     "book/02_metric/matching.ipynb": {**METRIC, "QUERIES": "book.test_queries"},
     "book/02_metric/protonet.ipynb": {**METRIC, "QUERIES": "book.test_queries"},

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 OTHERS = [r for r in RECIPES.values() if r.method in ("mann", "rl2")]
-FEW_SHOT = [r for r in RECIPES.values() if r not in OTHERS]
+IN_CONTEXT = [r for r in RECIPES.values() if r.method == "icl-regression"]
+FEW_SHOT = [r for r in RECIPES.values() if r not in OTHERS + IN_CONTEXT]
 
 
 @pytest.mark.parametrize("recipe", FEW_SHOT, ids=lambda r: f"{r.method}-{r.setting}")
@@ -57,6 +58,7 @@ def test_every_method_of_the_book_with_a_published_table_has_a_recipe():
         *("protonet", "matching", "relation", "siamese"),
         *("maml", "fomaml", "reptile", "metasgd", "anil"),
         *("mann", "rl2"),
+        "icl-regression",  # Garg et al. show it in figures: the recipe says so
     }
     assert {r.setting for r in OTHERS if r.method == "rl2"} == {
         f"bandits-k{k}n{n}" for k in (5, 10) for n in (10, 100, 500)
@@ -78,6 +80,33 @@ def test_mann_and_rl2_recipes_are_complete(recipe):
             assert recipe.setting == f"bandits-k{k}n{n}", name
             assert n / 2 < recipe.published <= n  # between random play and the best arm
             assert budget.eval_tasks >= (100 if name == "quick" else 1000), name
+
+
+@pytest.mark.parametrize("recipe", IN_CONTEXT, ids=lambda r: f"{r.method}-{r.setting}")
+def test_in_context_recipes_are_complete(recipe):
+    assert "quick" in recipe.budgets and recipe.budgets.keys() & {"paper", "book"}
+    assert "arXiv:2208.01066" in recipe.source and "no number" in recipe.source
+    assert recipe.published is None  # a figure: nothing to quote, and nothing invented
+    for name, budget in recipe.budgets.items():
+        assert budget.test_prompts >= (20 if name == "quick" else 1000), name
+        model = reproduce.build_model(recipe, budget)
+        assert model.dim == recipe.task.dim and model.points >= recipe.task.points
+
+
+def test_in_context_quick_run_scores_the_last_example(tmp_path, capsys):
+    out = tmp_path / "icl"
+    reproduce.command(args(out, method="icl-regression", setting="linear-d5n10-noise0.5"))
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "squared error / d after 9 examples" and results["n"] == 20
+    assert results["published"] is None and "a figure only" in capsys.readouterr().out
+    curves = results["by_examples"]
+    assert set(curves) == {"transformer", "least squares", "ridge"}
+    assert all(len(curve) == 10 for curve in curves.values())
+    assert results["score"] == pytest.approx(curves["transformer"][-1])
+    # after 9 noisy examples in 5 dimensions ridge is near the noise (σ²/d = 0.05); a model
+    # trained for 3 steps is near predicting 0 (about 1): the score is the model's, not ridge's
+    assert curves["ridge"][-1] < 0.5 < results["score"]
+    assert (out / "model.pt").exists()
 
 
 def test_list_names_every_recipe(capsys):
